@@ -1,0 +1,37 @@
+"""Command-line entry point: parses arguments and calls library functions, nothing else.
+
+Each command group lives in its own module with a ``register(subparsers)`` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rewardlab.cli import core, envs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rewardlab",
+        description="Train generalizable reward models and catch reward gaming.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for group in (core, envs):
+        group.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

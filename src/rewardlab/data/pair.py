@@ -1,0 +1,31 @@
+"""The one preference-pair type every loader produces and every consumer reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Message = dict[str, str]
+"""A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """A prompt (chat messages ending with a user turn) and two assistant responses.
+
+    ``chosen`` is the preferred response. ``margin`` is an optional per-pair margin used by the
+    ``margin`` reward loss. ``source`` names where the pair came from (``file:line`` or a subset
+    name) so errors and reports can point back at it.
+    """
+
+    prompt: tuple[Message, ...]
+    chosen: str
+    rejected: str
+    margin: float | None = None
+    source: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # Accept any sequence of messages but store an immutable tuple.
+        if not isinstance(self.prompt, tuple):
+            object.__setattr__(self, "prompt", tuple(self.prompt))
