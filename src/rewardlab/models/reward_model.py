@@ -1,0 +1,187 @@
+"""The GRM reward model: a whole causal LM plus a reward head on its final hidden states.
+
+The LM head is kept (the GRM text-generation regulariser scores responses with it), but the
+forward pass never computes vocabulary logits: it runs the decoder body only and reads the
+reward at the last non-padding token. Log-probabilities are computed separately, and only at
+the token positions a regulariser asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rewardlab.models.heads import HeadConfig, RewardHead
+from rewardlab.models.registry import SOURCE_NAME_ATTR, load_backbone
+
+LOGPROB_CHUNK_TOKENS = 1024
+
+
+@dataclass
+class RewardOutput:
+    """`rewards` [B] float32; `hidden_states` [B, T, H] final (post-norm) hidden states."""
+
+    rewards: torch.Tensor
+    hidden_states: torch.Tensor
+
+
+def unwrap_causal_lm(model: nn.Module) -> PreTrainedModel:
+    """The transformers causal LM inside a PEFT wrapper (or the model itself)."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
+
+
+def text_hidden_size(causal_lm: PreTrainedModel) -> int:
+    """Hidden size of the language model (text config for multimodal models)."""
+    config = causal_lm.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text_config.hidden_size)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids counting only real tokens, so left and right padding give the same positions."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def last_token_indices(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last attended token in each row, whichever side the padding is on."""
+    if attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be [batch, seq], got shape {tuple(attention_mask.shape)}")
+    lengths = attention_mask.long().sum(-1)
+    if bool((lengths == 0).any()):
+        empty = (lengths == 0).nonzero().flatten().tolist()
+        raise ValueError(f"batch rows {empty} have no attended tokens; cannot read a reward")
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask.long()).argmax(-1)
+
+
+def final_hidden_states(
+    causal_lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Final hidden states (what the LM head sees) from the decoder body, without any logits."""
+    decoder = unwrap_causal_lm(causal_lm).get_decoder()
+    output = decoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions_from_mask(attention_mask),
+        use_cache=False,
+    )
+    return output.last_hidden_state
+
+
+def _token_logprobs(
+    lm_head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None
+) -> torch.Tensor:
+    logits = lm_head(hidden).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return -F.cross_entropy(logits, targets, reduction="none")
+
+
+def sequence_logprobs(
+    causal_lm: nn.Module,
+    hidden_states: torch.Tensor,
+    input_ids: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """Σ log π(token) over masked tokens, per row → [B] float32.
+
+    The prediction for token t comes from hidden state t-1, so position 0 can never be a
+    target. Only the hidden rows of masked targets are sent through the LM head, in chunks of
+    `chunk_tokens`, with float32 log-softmax; with gradients on, each chunk is recomputed in
+    the backward pass instead of keeping its logits.
+    """
+    if response_mask.shape != input_ids.shape or hidden_states.shape[:2] != input_ids.shape:
+        raise ValueError(
+            f"shape mismatch: hidden_states {tuple(hidden_states.shape)}, input_ids "
+            f"{tuple(input_ids.shape)}, response_mask {tuple(response_mask.shape)}")
+    mask = response_mask.bool()
+    if bool(mask[:, 0].any()):
+        raise ValueError("response_mask marks position 0, which has no preceding hidden state to predict it")
+    rows, cols = mask.nonzero(as_tuple=True)
+    lm = unwrap_causal_lm(causal_lm)
+    lm_head = lm.get_output_embeddings()
+    softcap = getattr(lm.config.get_text_config(), "final_logit_softcapping", None)
+    totals = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=hidden_states.device)
+    if rows.numel() == 0:
+        return totals + hidden_states.sum() * 0.0  # keeps the graph connected for empty masks
+    predictors = hidden_states[rows, cols - 1]
+    targets = input_ids[rows, cols]
+    pieces = []
+    for start in range(0, rows.numel(), chunk_tokens):
+        hidden_chunk = predictors[start:start + chunk_tokens]
+        target_chunk = targets[start:start + chunk_tokens]
+        if torch.is_grad_enabled() and hidden_chunk.requires_grad:
+            pieces.append(checkpoint(_token_logprobs, lm_head, hidden_chunk, target_chunk, softcap,
+                                     use_reentrant=False))
+        else:
+            pieces.append(_token_logprobs(lm_head, hidden_chunk, target_chunk, softcap))
+    return totals.index_add(0, rows, torch.cat(pieces))
+
+
+class RewardModel(nn.Module):
+    """Causal LM kept whole (LM head included; may be wrapped by PEFT) + a float32 reward head.
+
+    `base_model` records where the backbone came from (alias, hub id or path), so a LoRA
+    checkpoint can name the base it must be applied to; by default it is the name the backbone
+    was loaded by through `registry.load_backbone`.
+    """
+
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        head: HeadConfig | str = "mlp",
+        *,
+        base_model: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        if isinstance(head, str):
+            head = HeadConfig(type=head, hidden_size=text_hidden_size(unwrap_causal_lm(backbone)))
+        elif head.hidden_size != text_hidden_size(unwrap_causal_lm(backbone)):
+            raise ValueError(f"head hidden_size {head.hidden_size} does not match the backbone's "
+                             f"{text_hidden_size(unwrap_causal_lm(backbone))}")
+        self.head_config = head
+        device = next(backbone.parameters()).device
+        self.head = RewardHead(head).to(device=device, dtype=torch.float32)
+        causal_lm = unwrap_causal_lm(backbone)
+        self.base_model = (base_model or getattr(causal_lm, SOURCE_NAME_ATTR, None)
+                           or getattr(causal_lm, "name_or_path", None) or "")
+
+    @classmethod
+    def from_base(
+        cls, name_or_path: str, head: str = "mlp", *, dtype: torch.dtype | None = None
+    ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
+        """Load a backbone by alias/hub id/path (see `registry.load_backbone`) and add a fresh head."""
+        backbone, tokenizer = load_backbone(name_or_path, dtype=dtype)
+        return cls(backbone, head, base_model=name_or_path), tokenizer
+
+    @property
+    def lm(self) -> nn.Module:
+        """The backbone as held (PEFT wrapper when LoRA is on, e.g. for `disable_adapter()`)."""
+        return self.backbone
+
+    @property
+    def causal_lm(self) -> PreTrainedModel:
+        """The underlying transformers causal LM (inside the PEFT wrapper, if any)."""
+        return unwrap_causal_lm(self.backbone)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> RewardOutput:
+        """Rewards read at each row's last attended token; no vocabulary logits are computed."""
+        hidden_states = final_hidden_states(self.backbone, input_ids, attention_mask)
+        last = last_token_indices(attention_mask)
+        pooled = hidden_states[torch.arange(hidden_states.shape[0], device=last.device), last]
+        return RewardOutput(rewards=self.head(pooled).float(), hidden_states=hidden_states)
+
+    def response_logprobs(
+        self, hidden_states: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Summed log π of the tokens marked by `response_mask` ([B, T]) → [B] float32."""
+        return sequence_logprobs(self.backbone, hidden_states, input_ids, response_mask)

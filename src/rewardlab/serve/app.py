@@ -1,0 +1,252 @@
+"""The reward server's ASGI app: OpenRLHF ``/get_reward``, chat ``/score``, ``/health`` and ``/metrics``.
+
+Request handling is split across three places so the event loop never does heavy work: body
+parsing, validation and tokenization run on one preparation thread (tokenizers are not safe to
+call from several threads at once), model forward passes run on the batcher's scoring thread,
+and the event loop only moves bytes and futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rewardlab.scoring import RewardScorer
+from rewardlab.serve.batcher import BatcherClosedError, DynamicBatcher
+from rewardlab.serve.config import ServeConfig
+from rewardlab.serve.encoding import EncodedBatch, encode_conversations, encode_texts
+from rewardlab.serve.metrics import CONTENT_TYPE, ServerMetrics
+from rewardlab.serve.protocol import RequestError, parse_json, parse_reward_request, parse_score_request
+
+ENDPOINTS = ("/get_reward", "/score", "/health", "/metrics")
+PUBLIC_ENDPOINTS = ("/health",)
+
+
+def sigmoid(value: float) -> float:
+    """The logistic function, written to stay finite for large |value|."""
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    exp_value = math.exp(value)
+    return exp_value / (1.0 + exp_value)
+
+
+def _error_response(status: int, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class _MetricsAndAuth:
+    """ASGI middleware: checks the bearer token and counts every request by endpoint and status."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServerMetrics, token: str | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.token = token.encode("utf-8") if token else None
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, credential = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), self.token or b"")
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = path if path in ENDPOINTS else "other"
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            if self.token is not None and path not in PUBLIC_ENDPOINTS and not self._authorized(scope):
+                response = _error_response(401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')")
+                await response(scope, receive, send_and_note_status)
+            else:
+                await self.app(scope, receive, send_and_note_status)
+        finally:
+            self.metrics.observe_request(endpoint, status, time.perf_counter() - started)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            declared_size = int(declared)
+        except ValueError:
+            raise RequestError(400, f"the Content-Length header is not a number: {declared!r}") from None
+        if declared_size > limit:
+            raise RequestError(
+                413, f"the request body has {declared_size} bytes; the limit is {limit} (--max-body-bytes)"
+            )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"the request body exceeds the limit of {limit} bytes (--max-body-bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _checked_rewards(rewards: list[float], field: str) -> list[float]:
+    for index, value in enumerate(rewards):
+        if not math.isfinite(value):
+            raise RequestError(500, f"the model produced a non-finite reward ({value}) for {field}[{index}]")
+    return rewards
+
+
+def create_app(scorer: RewardScorer, config: ServeConfig) -> FastAPI:
+    """Build the reward server around a loaded scorer; batching starts with the app's lifespan."""
+    max_tokens = config.max_tokens or scorer.max_length
+    metrics = ServerMetrics()
+    batcher = DynamicBatcher(
+        lambda sequences: scorer.score_token_ids(sequences, batch_size=len(sequences)),
+        max_batch=config.max_batch,
+        max_wait_s=config.max_wait_ms / 1000.0,
+        metrics=metrics,
+    )
+    preparation: dict[str, ThreadPoolExecutor] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        preparation["pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardlab-prepare")
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            preparation.pop("pool").shutdown(wait=True)
+
+    app = FastAPI(
+        title="rewardlab reward server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.metrics = metrics
+    app.state.batcher = batcher
+    app.state.max_tokens = max_tokens
+
+    async def prepare(work: Callable[[], EncodedBatch]) -> EncodedBatch:
+        return await asyncio.get_running_loop().run_in_executor(preparation["pool"], work)
+
+    async def score(encoded: EncodedBatch, field: str) -> list[float]:
+        if not encoded.token_ids:
+            return []
+        try:
+            rewards = await batcher.score(encoded.token_ids)
+        except BatcherClosedError as error:
+            raise RequestError(503, str(error)) from None
+        except RequestError:
+            raise
+        except Exception as error:  # a model failure answers 500 and leaves the server running
+            raise RequestError(500, f"scoring failed: {type(error).__name__}: {error}") from None
+        metrics.observe_truncated(len(encoded.truncated))
+        return _checked_rewards(rewards, field)
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, error: RequestError) -> JSONResponse:
+        return _error_response(error.status, error.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _error_response(error.status_code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
+        return _error_response(500, f"internal error: {type(error).__name__}: {error}")
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request) -> JSONResponse:
+        raw = await _read_body(request, config.max_body_bytes)
+
+        def work() -> EncodedBatch:
+            parsed = parse_reward_request(parse_json(raw), max_texts=config.max_texts)
+            return encode_texts(
+                scorer.tokenizer, parsed.queries, max_tokens=max_tokens, overlength=config.overlength
+            )
+
+        encoded = await prepare(work)
+        rewards = await score(encoded, "query")
+        flags = encoded.truncated_flags
+        return JSONResponse(
+            {
+                "rewards": rewards,
+                "scores": [sigmoid(r) for r in rewards],
+                "extra_logs": {
+                    "truncated": [float(flag) for flag in flags],
+                    "num_tokens": [float(len(ids)) for ids in encoded.token_ids],
+                },
+                "truncated": encoded.truncated,
+            }
+        )
+
+    @app.post("/score")
+    async def score_conversations(request: Request) -> JSONResponse:
+        raw = await _read_body(request, config.max_body_bytes)
+
+        def work() -> EncodedBatch:
+            payload = parse_json(raw)
+            conversations = parse_score_request(payload, max_texts=config.max_texts)
+            return encode_conversations(
+                scorer.tokenizer,
+                conversations,
+                max_tokens=max_tokens,
+                overlength=config.overlength,
+                single=isinstance(payload, dict),
+            )
+
+        encoded = await prepare(work)
+        rewards = await score(encoded, "item")
+        return JSONResponse(
+            {
+                "rewards": rewards,
+                "scores": [sigmoid(r) for r in rewards],
+                "truncated": encoded.truncated,
+                "num_tokens": [len(ids) for ids in encoded.token_ids],
+            }
+        )
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "max_batch": config.max_batch,
+                "max_wait_ms": config.max_wait_ms,
+                "max_texts": config.max_texts,
+                "max_tokens": max_tokens,
+                "max_body_bytes": config.max_body_bytes,
+                "overlength": config.overlength,
+                "auth": config.token is not None,
+                "queue_depth": batcher.queue_depth,
+            }
+        )
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(queue_depth=batcher.queue_depth), media_type=CONTENT_TYPE)
+
+    app.add_middleware(_MetricsAndAuth, metrics=metrics, token=config.token)
+    return app
+

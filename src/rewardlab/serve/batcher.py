@@ -1,0 +1,164 @@
+"""Dynamic batching: texts from concurrent requests share forward passes.
+
+Each request puts its token sequences on one queue, each with its own future. A collector task
+takes the first waiting sequence, keeps collecting until it holds ``max_batch`` sequences or
+``max_wait`` has passed, sorts what it holds by length and hands it to a single scoring thread (the
+model is never run on the event loop and never from two threads at once). Each future gets the
+reward of exactly the sequence it was created with, so concurrent requests cannot swap results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from rewardlab.serve.metrics import ServerMetrics
+
+ScoreFn = Callable[[list[list[int]]], list[float]]
+
+# When more than one batch is waiting, look this many batches ahead so similar lengths share a pass.
+LOOKAHEAD_BATCHES = 4
+
+
+@dataclass
+class _Pending:
+    token_ids: list[int]
+    future: asyncio.Future[float]
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher was stopped (the server is shutting down)."""
+
+
+class DynamicBatcher:
+    """Groups token sequences from concurrent callers into length-sorted batches.
+
+    ``score_fn`` receives one batch (at most ``max_batch`` sequences) and returns their rewards in
+    the same order; it runs on a dedicated worker thread.
+    """
+
+    def __init__(
+        self,
+        score_fn: ScoreFn,
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self._score_fn = score_fn
+        self.max_batch = max_batch
+        self.max_wait_s = max(0.0, max_wait_s)
+        self._metrics = metrics
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._collector: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start collecting; call from the event loop that will submit work."""
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardlab-scorer")
+        self._closed = False
+        self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
+
+    async def stop(self) -> None:
+        """Stop collecting; callers still waiting get `BatcherClosedError`."""
+        self._closed = True
+        if self._collector is not None:
+            self._collector.cancel()
+            try:
+                await self._collector
+            except asyncio.CancelledError:
+                pass
+        if self._queue is not None:
+            while not self._queue.empty():
+                pending = self._queue.get_nowait()
+                if not pending.future.done():
+                    pending.future.set_exception(BatcherClosedError("the server is shutting down"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    @property
+    def queue_depth(self) -> int:
+        """Sequences waiting for a batch."""
+        return 0 if self._queue is None else self._queue.qsize()
+
+    # --- submitting -------------------------------------------------------------------------------
+
+    async def score(self, sequences: Sequence[list[int]]) -> list[float]:
+        """Rewards of ``sequences`` in order, computed together with whatever else is waiting."""
+        if self._queue is None or self._closed:
+            raise BatcherClosedError("the batcher is not running")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[float]] = []
+        for token_ids in sequences:
+            future: asyncio.Future[float] = loop.create_future()
+            self._queue.put_nowait(_Pending(list(token_ids), future))
+            futures.append(future)
+        try:
+            return list(await asyncio.gather(*futures))
+        finally:
+            # A caller that gave up (cancelled) must not leave futures for the scorer to fill.
+            for future in futures:
+                future.cancel()
+
+    # --- collecting -------------------------------------------------------------------------------
+
+    async def _collect_forever(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            held = [first]
+            deadline = loop.time() + self.max_wait_s
+            while len(held) < self.max_batch:
+                if not self._queue.empty():
+                    held.append(self._queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    held.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            # A backlog beyond one batch: take a few batches' worth so lengths can be grouped.
+            limit = self.max_batch * LOOKAHEAD_BATCHES
+            while len(held) < limit and not self._queue.empty():
+                held.append(self._queue.get_nowait())
+            live = [pending for pending in held if not pending.future.done()]
+            if live:
+                await self._run_batches(live)
+
+    async def _run_batches(self, held: list[_Pending]) -> None:
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        held.sort(key=lambda pending: len(pending.token_ids), reverse=True)
+        for start in range(0, len(held), self.max_batch):
+            batch = held[start : start + self.max_batch]
+            try:
+                rewards = await loop.run_in_executor(self._executor, self._score_batch, batch)
+            except Exception as error:  # the model failed: fail this batch's callers, keep serving
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(error)
+                continue
+            for pending, reward in zip(batch, rewards):
+                if not pending.future.done():
+                    pending.future.set_result(reward)
+
+    def _score_batch(self, batch: list[_Pending]) -> list[float]:
+        started = time.perf_counter()
+        rewards = self._score_fn([pending.token_ids for pending in batch])
+        if len(rewards) != len(batch):
+            raise RuntimeError(f"the scorer returned {len(rewards)} rewards for {len(batch)} sequences")
+        if self._metrics is not None:
+            self._metrics.observe_batch(len(batch), time.perf_counter() - started)
+        return rewards

@@ -1,0 +1,34 @@
+"""Shared fixtures for the reward-server tests: one saved tiny-random reward model per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rewardlab.models.heads import HeadConfig
+from rewardlab.models.persistence import save_reward_model
+from rewardlab.models.registry import load_backbone
+from rewardlab.models.reward_model import RewardModel, text_hidden_size, unwrap_causal_lm
+from rewardlab.scoring import RewardScorer
+
+TINY_MAX_LENGTH = 256
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny-random reward model with a seeded MLP head, saved the way `rewardlab train` saves."""
+    torch.manual_seed(1234)
+    backbone, tokenizer = load_backbone("tiny-random")
+    head = HeadConfig(type="mlp", hidden_size=text_hidden_size(unwrap_causal_lm(backbone)))
+    model = RewardModel(backbone, head, base_model="tiny-random")
+    out = tmp_path_factory.mktemp("serve") / "tiny-rm"
+    save_reward_model(model, tokenizer, out, settings={"max_length": TINY_MAX_LENGTH, "truncation": "drop"})
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_scorer(tiny_model_dir: Path) -> RewardScorer:
+    """The saved model loaded back through the one scoring path, on CPU."""
+    return RewardScorer.from_pretrained(tiny_model_dir, device="cpu")

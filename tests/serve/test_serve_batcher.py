@@ -1,0 +1,157 @@
+"""DynamicBatcher: grouping, per-caller results, failures and shutdown (no model needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from rewardlab.serve.batcher import BatcherClosedError, DynamicBatcher
+from rewardlab.serve.metrics import ServerMetrics
+
+
+class RecordingScorer:
+    """A deterministic score function (reward = sum of ids / 1000 + length) that records its batches."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[list[int]]] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, sequences: list[list[int]]) -> list[float]:
+        self.batches.append([list(s) for s in sequences])
+        self.threads.add(threading.current_thread().name)
+        return [sum(s) / 1000 + len(s) for s in sequences]
+
+
+def expected(seq: list[int]) -> float:
+    return sum(seq) / 1000 + len(seq)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_callers_get_their_own_results_in_shared_batches() -> None:
+    scorer = RecordingScorer()
+    metrics = ServerMetrics()
+
+    async def main() -> tuple[list[list[list[int]]], list[list[float]]]:
+        batcher = DynamicBatcher(scorer, max_batch=8, max_wait_s=0.05, metrics=metrics)
+        await batcher.start()
+        try:
+            requests = [[[caller * 10 + i] * (1 + (caller + i) % 5) for i in range(3)] for caller in range(12)]
+            results = await asyncio.gather(*(batcher.score(r) for r in requests))
+            return requests, results
+        finally:
+            await batcher.stop()
+
+    requests, results = run(main())
+    for sequences, rewards in zip(requests, results):
+        assert rewards == [expected(s) for s in sequences]
+    sizes = [len(b) for b in scorer.batches]
+    assert sum(sizes) == 36
+    assert max(sizes) == 8, "36 waiting texts with max_batch=8 must fill whole batches"
+    assert all(size <= 8 for size in sizes)
+    assert len(scorer.threads) == 1 and threading.current_thread().name not in scorer.threads
+    assert sum(metrics.batch_sizes_seen().values()) == len(scorer.batches)
+
+
+def test_batches_are_sorted_longest_first() -> None:
+    scorer = RecordingScorer()
+
+    async def main() -> None:
+        batcher = DynamicBatcher(scorer, max_batch=4, max_wait_s=0.05)
+        await batcher.start()
+        try:
+            lengths = [3, 9, 1, 7, 5, 2, 8, 4]
+            await asyncio.gather(*(batcher.score([[1] * n]) for n in lengths))
+        finally:
+            await batcher.stop()
+
+    run(main())
+    flat = [len(seq) for batch in scorer.batches for seq in batch]
+    assert flat == sorted(flat, reverse=True)
+    assert [len(b) for b in scorer.batches] == [4, 4]
+
+
+def test_max_batch_one_never_groups() -> None:
+    scorer = RecordingScorer()
+
+    async def main() -> None:
+        batcher = DynamicBatcher(scorer, max_batch=1, max_wait_s=0.05)
+        await batcher.start()
+        try:
+            await asyncio.gather(*(batcher.score([[i, i]]) for i in range(6)))
+        finally:
+            await batcher.stop()
+
+    run(main())
+    assert [len(b) for b in scorer.batches] == [1] * 6
+
+
+def test_a_lone_request_waits_at_most_max_wait() -> None:
+    scorer = RecordingScorer()
+
+    async def main() -> float:
+        batcher = DynamicBatcher(scorer, max_batch=64, max_wait_s=0.02)
+        await batcher.start()
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await batcher.score([[1, 2, 3]])
+            return loop.time() - started
+        finally:
+            await batcher.stop()
+
+    elapsed = run(main())
+    assert elapsed < 1.0
+    assert [len(b) for b in scorer.batches] == [1]
+
+
+def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_working() -> None:
+    def fragile(sequences: list[list[int]]) -> list[float]:
+        if any(0 in s for s in sequences):
+            raise RuntimeError("boom")
+        return [float(len(s)) for s in sequences]
+
+    async def main() -> None:
+        batcher = DynamicBatcher(fragile, max_batch=1, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="boom"):
+                await batcher.score([[0]])
+            assert await batcher.score([[5, 5]]) == [2.0]
+        finally:
+            await batcher.stop()
+
+    run(main())
+
+
+def test_wrong_number_of_rewards_is_an_error_not_a_mixup() -> None:
+    async def main() -> None:
+        batcher = DynamicBatcher(lambda seqs: [1.0], max_batch=4, max_wait_s=0.01)
+        await batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="returned 1 rewards for 2"):
+                await batcher.score([[1], [2]])
+        finally:
+            await batcher.stop()
+
+    run(main())
+
+
+def test_score_after_stop_is_refused() -> None:
+    async def main() -> None:
+        batcher = DynamicBatcher(RecordingScorer(), max_batch=4, max_wait_s=0.0)
+        await batcher.start()
+        await batcher.stop()
+        with pytest.raises(BatcherClosedError):
+            await batcher.score([[1]])
+
+    run(main())
+
+
+def test_invalid_max_batch_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        DynamicBatcher(RecordingScorer(), max_batch=0, max_wait_s=0.0)
