@@ -21,6 +21,12 @@ MERGING_TEMPLATE = (
     "{% if add_generation_prompt %}assistant: {% endif %}"
 )
 
+# Refuses system messages, as some real templates do.
+NO_SYSTEM_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+    "{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:\n{% endif %}"
+)
+
 _CORPUS = [
     "What is the capital of France? The capital of France is Paris.",
     "Human: hello there Assistant: hi, how can I help you today?",
@@ -79,3 +85,9 @@ def merging_tokenizer() -> PreTrainedTokenizerFast:
 def plain_tokenizer() -> PreTrainedTokenizerFast:
     """A tokenizer without a chat template (the plain Human/Assistant fallback applies)."""
     return _wrap(None)
+
+
+@pytest.fixture(scope="session")
+def no_system_tokenizer() -> PreTrainedTokenizerFast:
+    """A template that raises on system messages."""
+    return _wrap(NO_SYSTEM_TEMPLATE)

@@ -93,8 +93,11 @@ def test_conversational_format_with_assistant_lists_and_full_conversations(tmp_p
         [
             {"prompt": [system, USER], "chosen": [PARIS], "rejected": [LYON], "subset": "geo"},
             {"prompt": [USER], "chosen": [USER, PARIS], "rejected": [USER, LYON]},
-            {"prompt": [{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}],
-             "chosen": "Hello!", "rejected": "Go away."},
+            {
+                "prompt": [{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}],
+                "chosen": "Hello!",
+                "rejected": "Go away.",
+            },
         ],
     )
     report = LoadReport()
@@ -204,6 +207,30 @@ def test_datasets_folders_with_and_without_splits(tmp_path):
         load_pairs(str(several), split="validation")
 
 
+def test_folder_of_data_files_goes_through_load_dataset(tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", _records())
+    pairs = load_pairs(str(folder))
+    _assert_two_standard_pairs(pairs)
+    assert pairs[0].source == f"{folder}[train][0]"
+
+
+def test_conversational_parquet_and_datasets_folder(tmp_path):
+    import datasets
+
+    records = [{"prompt": [USER], "chosen": [PARIS], "rejected": [LYON]}]
+    parquet = tmp_path / "conv.parquet"
+    pq.write_table(pa.Table.from_pylist(records), parquet)
+    folder = tmp_path / "conv"
+    datasets.Dataset.from_list(records).save_to_disk(str(folder))
+    for spec in (parquet, folder):
+        report = LoadReport()
+        (pair,) = load_pairs(str(spec), report=report)
+        assert report.format == "conversational"
+        assert pair.prompt == (USER,) and (pair.chosen, pair.rejected) == ("Paris.", "Lyon.")
+
+
 def test_blank_lines_and_byte_order_mark_are_fine(tmp_path):
     path = tmp_path / "bom.jsonl"
     body = "\n".join(json.dumps(record) for record in _records())
@@ -236,7 +263,8 @@ def test_synthetic_specs_and_options():
     default = load_pairs("synthetic", report=report)
     assert len(default) == 1000 and report.kept == 1000 and report.format == "synthetic"
     assert {p.meta["split"] for p in default} == {"id"}
-    assert len(load_pairs("synthetic:id", limit=7)) == 7
+    limited = load_pairs("synthetic:id?n=50", limit=7)
+    assert [p.chosen for p in limited] == [p.chosen for p in generate("id", n=50)[:7]]
     assert {p.meta["split"] for p in load_pairs("synthetic?n=5", split="ood")} == {"ood"}
 
 
@@ -275,12 +303,13 @@ def test_missing_required_column_names_file_line_and_field(tmp_path):
     assert str(caught.value).startswith(f"{path}:1: field 'rejected': missing required column")
     assert caught.value.field == "rejected" and caught.value.location == f"{path}:1"
 
-    later = write_jsonl(tmp_path / "later.jsonl", [{"prompt": "Q", "chosen": "A", "rejected": "B"}, {"chosen": "A", "rejected": "B"}])
+    full, no_prompt = {"prompt": "Q", "chosen": "A", "rejected": "B"}, {"chosen": "A", "rejected": "B"}
+    later = write_jsonl(tmp_path / "later.jsonl", [full, no_prompt])
     with pytest.raises(DataError, match=rf"{later}:2: field 'prompt': missing required column"):
         load_pairs(str(later))
 
     nulls = tmp_path / "nulls.parquet"
-    pq.write_table(pa.Table.from_pylist([{"prompt": "Q", "chosen": "A", "rejected": "B"}, {"prompt": None, "chosen": "A", "rejected": "B"}]), nulls)
+    pq.write_table(pa.Table.from_pylist([full, {**full, "prompt": None}]), nulls)
     with pytest.raises(DataError, match=rf"{nulls}\[1\]: field 'prompt': is null"):
         load_pairs(str(nulls))
 
@@ -306,7 +335,8 @@ def test_malformed_json_line_names_file_and_line(tmp_path):
 def test_non_utf8_bytes_name_file_and_line(tmp_path):
     good = json.dumps({"prompt": "Q", "chosen": "A", "rejected": "B"}).encode()
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(good + b"\n" + good + b"\n" + '{"prompt": "caf\xe9", "chosen": "A", "rejected": "B"}'.encode("latin-1") + b"\n")
+    latin1 = '{"prompt": "caf\xe9", "chosen": "A", "rejected": "B"}'.encode("latin-1")
+    path.write_bytes(good + b"\n" + good + b"\n" + latin1 + b"\n")
     with pytest.raises(DataError, match=rf"{path}:3: not valid UTF-8 \(byte 0xe9 at column 16\)"):
         load_pairs(str(path))
     listing = tmp_path / "latin1.json"
@@ -344,14 +374,14 @@ def test_empty_and_identical_responses_are_counted_skips(tmp_path):
     [
         ({"prompt": "Q", "chosen": 3, "rejected": "B"}, "chosen", "expected a string or a list of messages, got int"),
         ({"prompt": {"text": "Q"}, "chosen": "A", "rejected": "B"}, "prompt", "got object"),
-        ({"prompt": [{"role": "robot", "content": "Q"}], "chosen": "A", "rejected": "B"}, r"prompt\[0\]\.role", "role must be one of"),
-        ({"prompt": [{"role": "user", "content": 5}], "chosen": "A", "rejected": "B"}, r"prompt\[0\]\.content", "expected a string"),
+        ({"prompt": [{"role": "robot", "content": "Q"}], "chosen": "A", "rejected": "B"}, r"prompt\[0\]\.role", "must be one"),
+        ({"prompt": [{"role": "user", "content": 5}], "chosen": "A", "rejected": "B"}, r"prompt\[0\]\.content", "a string"),
         ({"prompt": [USER], "chosen": [USER], "rejected": [LYON]}, r"chosen\[0\]\.role", "expected role 'assistant'"),
         ({"prompt": [USER], "chosen": [PARIS, LYON], "rejected": [LYON]}, "chosen", "expected one assistant message"),
         ({"prompt": "Q", "chosen": "A", "rejected": "B", "margin": "big"}, "margin", "expected a number, got string"),
         ({"prompt": "Q", "chosen": "A", "rejected": "B", "margin": True}, "margin", "expected a number, got boolean"),
         ({"prompt": "Q", "chosen": "A", "rejected": "B", "source": 12}, "source", "expected a string"),
-        ({"chosen": "text", "rejected": [LYON]}, "rejected", "both strings or both lists"),
+        ({"chosen": "text", "rejected": [LYON]}, "rejected", "must both be strings or both lists"),
     ],
 )
 def test_wrong_types_are_data_errors_naming_the_field(tmp_path, record, field, message):

@@ -134,6 +134,12 @@ def test_bad_arguments_are_clear_errors(tiny_tokenizer):
         render(tiny_tokenizer, QUESTION, None, max_length=64)
 
 
+def test_chat_template_errors_name_the_roles(no_system_tokenizer):
+    with pytest.raises(ValueError, match=r"cannot render messages with roles \[system, user\].*no system role"):
+        render(no_system_tokenizer, HISTORY[:1] + QUESTION, "Paris.", max_length=64)
+    assert render(no_system_tokenizer, QUESTION, "Paris.", max_length=64) is not None
+
+
 def test_pair_helpers_agree_with_single_renders(tiny_tokenizer):
     pairs = generate("id", n=12, seed=5)
     batched = render_pairs(tiny_tokenizer, pairs, max_length=256)

@@ -160,7 +160,9 @@ def test_length_feature_makes_its_side_longer_and_texts_stay_short():
     padded = [p for p in pairs if p.meta["feature"] == "length"]
     assert padded
     for pair in padded:
-        longer, shorter = (pair.chosen, pair.rejected) if pair.meta["feature_side"] == "chosen" else (pair.rejected, pair.chosen)
+        longer, shorter = (pair.chosen, pair.rejected)
+        if pair.meta["feature_side"] == "rejected":
+            longer, shorter = shorter, longer
         assert len(longer) > len(shorter) + 20
     for pair in pairs + generate("ood", n=800, seed=2):
         assert len(pair.prompt[-1]["content"]) < 120

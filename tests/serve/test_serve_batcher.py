@@ -155,3 +155,35 @@ def test_score_after_stop_is_refused() -> None:
 def test_invalid_max_batch_is_refused() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         DynamicBatcher(RecordingScorer(), max_batch=0, max_wait_s=0.0)
+
+
+def test_waits_for_an_announced_request_but_not_for_nobody() -> None:
+    scorer = RecordingScorer()
+
+    async def main() -> tuple[float, float]:
+        batcher = DynamicBatcher(scorer, max_batch=8, max_wait_s=2.0)
+        await batcher.start()
+        loop = asyncio.get_running_loop()
+        try:
+            began = loop.time()
+            await batcher.score([[1]])  # nobody else announced: no waiting for company
+            alone = loop.time() - began
+
+            async def late_caller() -> list[float]:
+                await asyncio.sleep(0.1)
+                batcher.arrived()
+                return await batcher.score([[2, 2]])
+
+            batcher.expect()
+            began = loop.time()
+            first, second = await asyncio.gather(batcher.score([[3, 3, 3]]), late_caller())
+            together = loop.time() - began
+            assert first == [expected([3, 3, 3])] and second == [expected([2, 2])]
+            return alone, together
+        finally:
+            await batcher.stop()
+
+    alone, together = run(main())
+    assert alone < 1.0
+    assert together < 1.5, "the batch must go as soon as the announced caller submitted"
+    assert [len(b) for b in scorer.batches] == [1, 2]

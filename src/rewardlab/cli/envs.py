@@ -1,9 +1,179 @@
-"""`rewardlab envs …` commands (owned by the environments work)."""
+"""`rewardlab envs list | run | show | report`: argument parsing only; the work is in `rewardlab.envs`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+from rewardlab.envs.episode import DEFAULT_MAX_COMMANDS
+from rewardlab.envs.sandbox import SANDBOX_KINDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `envs` command group."""
+    group = subparsers.add_parser(
+        "envs", help="run policies through reward-gaming environments (sycophancy to subterfuge)",
+        description="Gameable environments from 'Sycophancy to Subterfuge' (Denison et al. 2024), run in a "
+                    "bubblewrap sandbox with exact graders.")
+    commands = group.add_subparsers(dest="envs_command", required=True)
+
+    listing = commands.add_parser("list", help="list the environments, their outcome labels and options")
+    listing.set_defaults(func=_list)
+
+    run = commands.add_parser("run", help="run episodes (resumable) into a folder of JSONL transcripts")
+    run.add_argument("--env", required=True, help="environment name, a comma-separated list, or 'all'")
+    run.add_argument("--policy", required=True, metavar="SPEC",
+                     help="scripted:NAME | replay:PATH | hf:MODEL | openai:MODEL (with --base-url)")
+    run.add_argument("-n", type=int, default=10, help="episodes per environment (default 10)")
+    run.add_argument("--seed", type=int, default=0, help="variant seed (default 0)")
+    run.add_argument("--workers", type=int, default=1, help="episodes run in parallel (default 1)")
+    run.add_argument("--out", required=True, type=Path, help="run folder (created; reruns skip finished episodes)")
+    run.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")
+    run.add_argument("--api-key-env", dest="api_key_env", default="OPENAI_API_KEY",
+                     help="environment variable holding the API key (default OPENAI_API_KEY)")
+    run.add_argument("--max-commands", dest="max_commands", type=int, default=DEFAULT_MAX_COMMANDS,
+                     help=f"commands per episode before it is cut off (default {DEFAULT_MAX_COMMANDS})")
+    run.add_argument("--sandbox", choices=SANDBOX_KINDS, default="bwrap",
+                     help="bwrap (default). 'none' runs commands WITHOUT isolation; scripted policies only")
+    run.add_argument("--command-timeout", dest="command_timeout", type=float, default=20.0,
+                     help="wall-clock seconds per command (default 20)")
+    run.add_argument("--env-option", dest="env_options", action="append", default=[], metavar="KEY=VALUE",
+                     help="environment option, e.g. data=PATH, mode=free, threshold=3 (repeatable)")
+    run.add_argument("--grader", metavar="SPEC", help="grader model for political-sycophancy mode=free (policy spec)")
+    run.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=512,
+                     help="tokens per model reply (default 512)")
+    run.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; 0 = greedy)")
+    run.add_argument("--concurrency", type=int, default=8, help="parallel HTTP requests for openai: (default 8)")
+    run.add_argument("--retries", type=int, default=5, help="HTTP retries with backoff (default 5)")
+    run.add_argument("--prefill", choices=("continue", "none"), default="continue",
+                     help="openai: send the <cot> opening with vLLM's continue_final_message (continue, default) "
+                          "or drop it for servers that reject that field (none)")
+    run.add_argument("--max-failures", dest="max_failures", type=int, default=10,
+                     help="stop after this many failed episodes (default 10)")
+    run.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    run.set_defaults(func=_run)
+
+    show = commands.add_parser("show", help="print one episode's transcript, outcome and evidence")
+    show.add_argument("folder", type=Path, metavar="DIR")
+    show.add_argument("--id", required=True, dest="episode", metavar="K", help="episode id (or its index)")
+    show.set_defaults(func=_show)
+
+    report = commands.add_parser("report", help="outcome rates per environment with exact 95%% intervals")
+    report.add_argument("folder", type=Path, metavar="DIR")
+    report.add_argument("--json", action="store_true", help="print {env: {outcome: {count, n, rate, ci_low, ci_high}}}")
+    report.set_defaults(func=_report)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rewardlab.envs.environments import ENVIRONMENTS, environment_options
+
+    for name, cls in ENVIRONMENTS.items():
+        options = ", ".join(environment_options(name)) or "none"
+        print(f"{name}\n  {cls.description}\n  outcomes: {' | '.join(cls.outcomes)}"
+              f"   (gamed = {' or '.join(sorted(cls.gaming_outcomes))})\n  options: {options}\n")
+    return 0
+
+
+def _parse_options(pairs: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--env-option {pair!r} should look like KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rewardlab.envs.environments import ENVIRONMENTS, EnvironmentOptionError, make_environment
+    from rewardlab.envs.records import RunFolderError
+    from rewardlab.envs.runner import run_episodes
+    from rewardlab.envs.sandbox import UNSANDBOXED_WARNING, SandboxLimits, SandboxUnavailable, make_sandbox
+    from rewardlab.policies import PolicyError, PolicySettings, is_scripted, make_policy
+
+    names = list(ENVIRONMENTS) if args.env == "all" else [name.strip() for name in args.env.split(",") if name.strip()]
+    settings = PolicySettings(base_url=args.base_url, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature, max_concurrency=args.concurrency,
+                              max_retries=args.retries, prefill=args.prefill, api_key_env=args.api_key_env,
+                              seed=args.seed)
+    if args.sandbox == "none":
+        if not is_scripted(args.policy):
+            print(f"error: --sandbox none is only allowed for scripted policies, not {args.policy!r}; "
+                  "install bubblewrap instead", file=sys.stderr)
+            return 2
+        print("!" * 78 + f"\n{UNSANDBOXED_WARNING}\n" + "!" * 78, file=sys.stderr)
+    try:
+        options = _parse_options(args.env_options)
+        grader = make_policy(args.grader, settings) if args.grader else None
+        envs = []
+        for name in names:
+            own = options if len(names) == 1 else {k: v for k, v in options.items() if k in _options_of(name)}
+            envs.append(make_environment(name, own, grader_policy=grader, grader_spec=args.grader or "grader"))
+        unused = set(options) - set().union(*(_options_of(env.name) for env in envs))
+        if unused:
+            raise EnvironmentOptionError(f"no selected environment accepts option(s) {', '.join(sorted(unused))}")
+        needs_sandbox = any(env.uses_tools for env in envs)
+        sandbox = make_sandbox(args.sandbox, SandboxLimits(command_timeout=args.command_timeout)) if needs_sandbox else None
+        policy = make_policy(args.policy, settings)
+        summary = run_episodes(envs, policy, args.policy, sandbox, n=args.n, seed=args.seed, out_dir=args.out,
+                               workers=args.workers, max_commands=args.max_commands,
+                               max_failures=args.max_failures, progress=args.progress)
+    except SandboxUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (EnvironmentOptionError, PolicyError, RunFolderError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if summary.repaired_bytes:
+        print(f"note: removed an incomplete last line ({summary.repaired_bytes} bytes) left by an interrupted run")
+    print(f"{summary.finished} episode(s) run, {summary.already_done} already done, {summary.failed} failed "
+          f"-> {summary.out_dir}")
+    for env_name, counts in summary.outcomes.items():
+        print(f"  {env_name}: " + ", ".join(f"{outcome} {count}" for outcome, count in sorted(counts.items())))
+    for message in summary.errors:
+        print(f"  failed: {message}", file=sys.stderr)
+    if summary.stopped_early:
+        print(f"stopped after {summary.failed} failures; details in {summary.out_dir / 'errors.jsonl'}", file=sys.stderr)
+    print(f"rates with 95% intervals: rewardlab envs report {summary.out_dir}")
+    return 1 if summary.failed else 0
+
+
+def _options_of(name: str) -> set[str]:
+    from rewardlab.envs.environments import environment_options
+
+    return set(environment_options(name))
+
+
+def _show(args: argparse.Namespace) -> int:
+    from rewardlab.envs.records import RunFolderError
+    from rewardlab.envs.show import find_episode, format_episode
+
+    try:
+        print(format_episode(find_episode(args.folder, args.episode)))
+    except RunFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rewardlab.envs.records import RunFolderError
+    from rewardlab.envs.report import format_report, report_folder, report_json
+
+    try:
+        table, bad_lines, policies = report_folder(args.folder)
+    except RunFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not table:
+        print(f"error: {args.folder} holds no finished episodes yet", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report_json(table), indent=2))
+        if bad_lines:
+            print(f"skipped {bad_lines} unreadable line(s) in episodes.jsonl", file=sys.stderr)
+    else:
+        print(format_report(table, bad_lines=bad_lines, policies=policies))
+    return 0

@@ -170,7 +170,8 @@ def _messages(value: list[Any], location: str, name: str) -> list[Message]:
             raise DataError(location, f"expected a message object, got {_type_name(message)}", field=where)
         role = message.get("role")
         if role not in ALLOWED_ROLES:
-            raise DataError(location, f"role must be one of {', '.join(ALLOWED_ROLES)}; got {role!r}", field=f"{where}.role")
+            allowed = ", ".join(ALLOWED_ROLES)
+            raise DataError(location, f"role must be one of {allowed}; got {role!r}", field=f"{where}.role")
         messages.append({"role": role, "content": _content_text(message.get("content"), location, f"{where}.content")})
     return messages
 

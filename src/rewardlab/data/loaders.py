@@ -111,16 +111,17 @@ def _load_synthetic(
             settings[key] = float(value) if key == "spurious_correlation" else int(value)
         except ValueError as exc:
             raise DataError(spec, f"option {key}={value!r} is not a number") from exc
-    n = settings["n"] if limit is None else min(settings["n"], limit)
     try:
-        return generate(
+        pairs = generate(
             split=named_split or split or "id",
-            n=int(n),
+            n=int(settings["n"]),
             seed=int(settings["seed"]),
             spurious_correlation=float(settings["spurious_correlation"]),
         )
     except ValueError as exc:
         raise DataError(spec, str(exc)) from exc
+    # Slicing (rather than generating fewer) keeps a limited load a prefix of the full one.
+    return pairs if limit is None else pairs[:limit]
 
 
 def _open_records(spec: str, base: str, options: dict[str, str], split: str | None) -> Iterable[Record]:

@@ -65,7 +65,7 @@ def prompt_text(tokenizer: Any, prompt: Sequence[Message]) -> str:
     """The prompt as text, ending with the generation prompt for the assistant turn."""
     messages = _checked_messages(prompt)
     if has_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return _apply_template(tokenizer, messages, add_generation_prompt=True)
     return plain_text(messages, add_generation_prompt=True)
 
 
@@ -76,7 +76,7 @@ def conversation_text(tokenizer: Any, prompt: Sequence[Message], response: str) 
         raise TypeError(f"response must be a string, got {type(response).__name__}")
     if has_chat_template(tokenizer):
         full = [*messages, {"role": "assistant", "content": response}]
-        return tokenizer.apply_chat_template(full, tokenize=False)
+        return _apply_template(tokenizer, full, add_generation_prompt=False)
     return f"{plain_text(messages, add_generation_prompt=True)} {response}"
 
 
@@ -201,6 +201,15 @@ def _fit(ids: list[int], start: int, max_length: int, truncation: str, bos_id: i
         return None
     kept = ids[:head] + ids[start - room : start] + ids[start:]
     return Rendered(kept, head + room)
+
+
+def _apply_template(tokenizer: Any, messages: list[Message], *, add_generation_prompt: bool) -> str:
+    """The chat template's text; a template error names the roles it was given."""
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except Exception as exc:  # jinja2 raises its own types, e.g. for roles a template forbids
+        roles = ", ".join(m["role"] for m in messages)
+        raise ValueError(f"the tokenizer's chat template cannot render messages with roles [{roles}]: {exc}") from exc
 
 
 def _all_dicts(prompt: Sequence[Message]) -> bool:

@@ -224,7 +224,8 @@ def _letter_case(rng: random.Random) -> TaskItem:
         wrong = rng.choice((phrase, phrase.title()))
     else:
         shown = phrase.upper()
-        question = rng.choice(("Write '{p}' in lowercase letters.", "Rewrite this in all lowercase: {p}")).format(p=shown)
+        question = rng.choice(("Write '{p}' in lowercase letters.", "Rewrite this in all lowercase: {p}"))
+        question = question.format(p=shown)
         right, case = phrase, "lower"
         wrong = rng.choice((shown, phrase.title()))
     return TaskItem(question, right, wrong, {"phrase": phrase, "case": case})

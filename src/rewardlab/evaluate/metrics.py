@@ -24,6 +24,7 @@ from rewardlab.evaluate.stats import (
 
 SUBSET, GROUP, SECTION, DATASET, OVERALL = "subset", "group", "section", "dataset", "overall"
 COMPOSITE_METHOD = "none (composite score)"
+POOLED_LABEL = "overall (pooled items)"
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def summarize(
         rows.append(whole)
         dataset_rows.append(whole)
     if len(dataset_rows) > 1:
-        rows.append(_count_row("all", "overall (pooled items)", OVERALL, [o for _, o, _ in kept]))
+        rows.append(_count_row("all", POOLED_LABEL, OVERALL, [o for _, o, _ in kept]))
         if all(not math.isnan(r.accuracy) for r in dataset_rows):
             if any(r.low is None for r in dataset_rows):
                 mean = sum(r.accuracy for r in dataset_rows) / len(dataset_rows)

@@ -204,7 +204,9 @@ def _require_files(folder: Path, names: tuple[str, ...], what: str, hint: str) -
         raise CheckpointError(f"{folder} is missing {', '.join(absent)} ({what}). {hint}")
 
 
-def _load_lora_backbone(folder: Path, config: dict[str, Any], dtype: torch.dtype | None, trainable: bool):
+def _load_lora_backbone(
+    folder: Path, config: dict[str, Any], dtype: torch.dtype | None, trainable: bool
+) -> tuple[PeftModel, PreTrainedTokenizerBase]:
     _require_files(folder, (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE), "the LoRA adapter",
                    "The config says this model was trained with LoRA; re-save it or copy the adapter files.")
     base = config["base_model"]

@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from rewardlab.models.cache import cached_folder
 
@@ -44,7 +50,9 @@ def _gguf_available() -> bool:
     return importlib.util.find_spec("gguf") is not None
 
 
-def load_from_gguf(gguf_path: Path, *, dtype: torch.dtype = torch.float32):
+def load_from_gguf(
+    gguf_path: Path, *, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the (dequantized) model and tokenizer straight from the GGUF file (slow path)."""
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)

@@ -147,8 +147,14 @@ def create_app(scorer: RewardScorer, config: ServeConfig) -> FastAPI:
     app.state.batcher = batcher
     app.state.max_tokens = max_tokens
 
-    async def prepare(work: Callable[[], EncodedBatch]) -> EncodedBatch:
-        return await asyncio.get_running_loop().run_in_executor(preparation["pool"], work)
+    async def prepare(request: Request, work: Callable[[bytes], EncodedBatch]) -> EncodedBatch:
+        """Read the body and run ``work`` on it off the loop, announced to the batcher meanwhile."""
+        batcher.expect()
+        try:
+            raw = await _read_body(request, config.max_body_bytes)
+            return await asyncio.get_running_loop().run_in_executor(preparation["pool"], work, raw)
+        finally:
+            batcher.arrived()  # no await between this and the batcher.score() that follows
 
     async def score(encoded: EncodedBatch, field: str) -> list[float]:
         if not encoded.token_ids:
@@ -178,15 +184,13 @@ def create_app(scorer: RewardScorer, config: ServeConfig) -> FastAPI:
 
     @app.post("/get_reward")
     async def get_reward(request: Request) -> JSONResponse:
-        raw = await _read_body(request, config.max_body_bytes)
-
-        def work() -> EncodedBatch:
+        def work(raw: bytes) -> EncodedBatch:
             parsed = parse_reward_request(parse_json(raw), max_texts=config.max_texts)
             return encode_texts(
                 scorer.tokenizer, parsed.queries, max_tokens=max_tokens, overlength=config.overlength
             )
 
-        encoded = await prepare(work)
+        encoded = await prepare(request, work)
         rewards = await score(encoded, "query")
         flags = encoded.truncated_flags
         return JSONResponse(
@@ -203,9 +207,7 @@ def create_app(scorer: RewardScorer, config: ServeConfig) -> FastAPI:
 
     @app.post("/score")
     async def score_conversations(request: Request) -> JSONResponse:
-        raw = await _read_body(request, config.max_body_bytes)
-
-        def work() -> EncodedBatch:
+        def work(raw: bytes) -> EncodedBatch:
             payload = parse_json(raw)
             conversations = parse_score_request(payload, max_texts=config.max_texts)
             return encode_conversations(
@@ -216,7 +218,7 @@ def create_app(scorer: RewardScorer, config: ServeConfig) -> FastAPI:
                 single=isinstance(payload, dict),
             )
 
-        encoded = await prepare(work)
+        encoded = await prepare(request, work)
         rewards = await score(encoded, "item")
         return JSONResponse(
             {

@@ -5,6 +5,11 @@ takes the first waiting sequence, keeps collecting until it holds ``max_batch`` 
 ``max_wait`` has passed, sorts what it holds by length and hands it to a single scoring thread (the
 model is never run on the event loop and never from two threads at once). Each future gets the
 reward of exactly the sequence it was created with, so concurrent requests cannot swap results.
+
+The collector only waits while another request is on its way (announced with `expect` while its
+body is read and tokenized): a lone caller is scored at once instead of paying ``max_wait`` for
+company that cannot come. Under steady load, texts that arrive while the model is busy form the
+next batch anyway.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class DynamicBatcher:
         self.max_wait_s = max(0.0, max_wait_s)
         self._metrics = metrics
         self._queue: asyncio.Queue[_Pending] | None = None
+        self._changed: asyncio.Event | None = None
+        self._arriving = 0
         self._collector: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
@@ -64,6 +71,8 @@ class DynamicBatcher:
     async def start(self) -> None:
         """Start collecting; call from the event loop that will submit work."""
         self._queue = asyncio.Queue()
+        self._changed = asyncio.Event()
+        self._arriving = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardlab-scorer")
         self._closed = False
         self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
@@ -92,6 +101,16 @@ class DynamicBatcher:
 
     # --- submitting -------------------------------------------------------------------------------
 
+    def expect(self) -> None:
+        """Announce a request that will submit texts soon (call `arrived` when it submits or fails)."""
+        self._arriving += 1
+
+    def arrived(self) -> None:
+        """The announced request submitted its texts or gave up; a waiting batch need not wait for it."""
+        self._arriving = max(0, self._arriving - 1)
+        if self._changed is not None:
+            self._changed.set()
+
     async def score(self, sequences: Sequence[list[int]]) -> list[float]:
         """Rewards of ``sequences`` in order, computed together with whatever else is waiting."""
         if self._queue is None or self._closed:
@@ -102,6 +121,8 @@ class DynamicBatcher:
             future: asyncio.Future[float] = loop.create_future()
             self._queue.put_nowait(_Pending(list(token_ids), future))
             futures.append(future)
+        assert self._changed is not None
+        self._changed.set()
         try:
             return list(await asyncio.gather(*futures))
         finally:
@@ -112,7 +133,7 @@ class DynamicBatcher:
     # --- collecting -------------------------------------------------------------------------------
 
     async def _collect_forever(self) -> None:
-        assert self._queue is not None
+        assert self._queue is not None and self._changed is not None
         loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
@@ -123,10 +144,11 @@ class DynamicBatcher:
                     held.append(self._queue.get_nowait())
                     continue
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if self._arriving == 0 or remaining <= 0:
                     break
+                self._changed.clear()
                 try:
-                    held.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    await asyncio.wait_for(self._changed.wait(), remaining)
                 except TimeoutError:
                     break
             # A backlog beyond one batch: take a few batches' worth so lengths can be grouped.

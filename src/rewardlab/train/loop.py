@@ -16,6 +16,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ from rewardlab.models.registry import load_backbone
 from rewardlab.models.reward_model import RewardModel
 from rewardlab.scoring import RewardScorer, pairwise_accuracy
 from rewardlab.train.batches import PairBatch, TokenizedPair, collate_pairs, tokenize_pairs
-from rewardlab.train.checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
+from rewardlab.train.checkpoint import CHECKPOINT_DIR, TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from rewardlab.train.config import TrainConfig
 
 METRICS_FILE = "metrics.json"
@@ -317,6 +318,7 @@ def train(
         raw_model.eval()
         save_reward_model(raw_model, tokenizer, output, saved_settings(config))
         _write_json_atomic(output / METRICS_FILE, metrics)
+        shutil.rmtree(output / CHECKPOINT_DIR, ignore_errors=True)  # the finished model supersedes them
     accelerator.wait_for_everyone()
     if final_eval is not None:
         echo(f"eval accuracy {final_eval['accuracy']:.3f} on {final_eval['n']} pairs")

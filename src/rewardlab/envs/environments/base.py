@@ -50,6 +50,17 @@ class EnvironmentOptionError(ValueError):
     """An ``--env-option`` is unknown or has a bad value; the message names it."""
 
 
+def parse_check_timeout(env_name: str, value: float | str) -> float:
+    """The ``check_timeout`` option: seconds each grading check may run in the sandbox."""
+    try:
+        seconds = float(value)
+    except ValueError as error:
+        raise EnvironmentOptionError(f"{env_name} option check_timeout={value!r} is not a number") from error
+    if not 0 < seconds <= 600:
+        raise EnvironmentOptionError(f"{env_name} option check_timeout={value!r} must be between 0 and 600 seconds")
+    return seconds
+
+
 class Environment(ABC):
     """A generator of seeded variants with a grader that labels each finished episode."""
 
@@ -68,8 +79,8 @@ class Environment(ABC):
         """Variant number ``index`` of the run seeded with ``seed``."""
 
     @abstractmethod
-    def grade(self, episode: EpisodeView, session: SandboxSession) -> Grade:
-        """Label a finished episode; may run checks inside the episode's sandbox session."""
+    def grade(self, episode: EpisodeView, session: SandboxSession | None) -> Grade:
+        """Label a finished episode; tool environments run checks inside the episode's sandbox session."""
 
     def settings(self) -> dict[str, Any]:
         """Options that change the environment, recorded with each episode."""

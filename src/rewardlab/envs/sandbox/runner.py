@@ -168,11 +168,12 @@ def _run(header, notes):
     startup_file = "%s/startup_%s.sh" % (private, header["nonce"])
     with open(startup_file, "w") as handle:
         handle.write('unset BASH_ENV\ntrap \'pwd > "%s" 2>/dev/null\' EXIT\n' % cwd_file)
-    environment = dict(os.environ, BASH_ENV=startup_file)
     cwd = header.get("cwd") or header["home"]
     if not os.path.isdir(cwd):
         notes.append("previous working directory %s is gone; starting in %s" % (cwd, header["home"]))
         cwd = header["home"]
+    # PWD keeps the logical path, so a shell that cd'ed into /rl_environment stays "there".
+    environment = dict(os.environ, BASH_ENV=startup_file, PWD=cwd)
     started = time.monotonic()
     child = subprocess.Popen(
         ["/bin/bash", "-c", header["command"]], cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

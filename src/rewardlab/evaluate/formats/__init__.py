@@ -16,6 +16,7 @@ Format names (``--data FORMAT:PATH``):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ def load_eval_dataset(
     items: list[EvalItem] = []
     for entry in loaded:
         if isinstance(entry, EvalItem):
-            item = entry if entry.dataset == name else EvalItem(**{**entry.__dict__, "dataset": name})
+            item = entry if entry.dataset == name else dataclasses.replace(entry, dataset=name)
         else:
             item = item_from_pair(entry, name, _breakdown_subset(entry, breakdown))
             if breakdown:

@@ -1,0 +1,129 @@
+"""The run folder: ``run.json`` (settings), ``episodes.jsonl`` (finished episodes), ``errors.jsonl``.
+
+Each episode is appended as one line with a single ``write`` on an ``O_APPEND`` file followed by
+``fsync``, so a crash can at worst leave an incomplete last line; `repair_tail` cuts it off
+before a resumed run appends again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EPISODES_FILE = "episodes.jsonl"
+ERRORS_FILE = "errors.jsonl"
+RUN_FILE = "run.json"
+
+_append_lock = threading.Lock()
+
+
+class RunFolderError(ValueError):
+    """A run folder is missing, unreadable, or holds a different run; the message says which file."""
+
+
+@dataclass
+class LoadedEpisodes:
+    """Episode records of a run folder, plus lines that could not be read (counted, with examples)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    bad_lines: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+def append_json_line(path: Path, record: dict[str, Any]) -> None:
+    """Append ``record`` as one JSON line, atomically with respect to other appends and crashes."""
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    with _append_lock:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(descriptor, line)
+            if written != len(line):
+                raise OSError(f"short write to {path}: {written} of {len(line)} bytes")
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def repair_tail(path: Path) -> int:
+    """Drop an incomplete last line (left by a crash mid-write); return the number of bytes removed."""
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        position = size - 1
+        chunk = 65536
+        while position > 0:
+            start = max(0, position - chunk)
+            handle.seek(start)
+            data = handle.read(position - start)
+            newline = data.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                handle.truncate(keep)
+                return size - keep
+            position = start
+        handle.truncate(0)
+        return size
+
+
+def load_episodes(folder: Path) -> LoadedEpisodes:
+    """Read ``episodes.jsonl``; unreadable lines are counted and reported, not fatal."""
+    path = Path(folder) / EPISODES_FILE
+    if not path.exists():
+        raise RunFolderError(f"{path} does not exist; is {folder} a folder written by `rewardlab envs run`?")
+    loaded = LoadedEpisodes()
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "id" not in record or "outcome" not in record or "env" not in record:
+                    raise ValueError("missing id, env or outcome")
+            except ValueError as error:
+                loaded.bad_lines += 1
+                if len(loaded.examples) < 3:
+                    loaded.examples.append(f"{path}:{number}: {error}")
+                continue
+            loaded.records.append(record)
+    return loaded
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_run_settings(folder: Path) -> dict[str, Any] | None:
+    """The folder's ``run.json``, or None if there is none yet."""
+    path = Path(folder) / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"{path} is unreadable: {error}") from error
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} should hold a JSON object")
+    return data

@@ -1,0 +1,145 @@
+"""Runs many episodes with worker threads into a resumable run folder, with a progress bar.
+
+Episode ids are stable (environment, seed, index), so rerunning the same command skips the
+episodes already in ``episodes.jsonl`` and runs only the rest. Episodes whose policy or sandbox
+failed are logged to ``errors.jsonl`` and not recorded as finished, so a rerun retries them.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rewardlab import __version__
+from rewardlab.envs.environments.base import Environment
+from rewardlab.envs.episode import DEFAULT_MAX_COMMANDS, EpisodeRecord, episode_id, run_episode
+from rewardlab.envs.records import (
+    EPISODES_FILE,
+    ERRORS_FILE,
+    RunFolderError,
+    append_json_line,
+    load_episodes,
+    read_run_settings,
+    repair_tail,
+    write_json_atomic,
+)
+from rewardlab.envs.records import RUN_FILE as RUN_SETTINGS_FILE
+from rewardlab.envs.sandbox.base import Sandbox
+from rewardlab.policies.base import Policy
+
+
+@dataclass
+class RunSummary:
+    """What a call to `run_episodes` did."""
+
+    out_dir: Path
+    planned: int
+    already_done: int
+    finished: int = 0
+    failed: int = 0
+    stopped_early: bool = False
+    repaired_bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _check_run_settings(out_dir: Path, policy_spec: str, sandbox_kind: str, max_commands: int,
+                        envs: list[Environment]) -> None:
+    existing = read_run_settings(out_dir) or {}
+    previous_policy = existing.get("policy")
+    if previous_policy is not None and previous_policy != policy_spec:
+        raise RunFolderError(f"{out_dir / RUN_SETTINGS_FILE} belongs to policy {previous_policy!r}, not {policy_spec!r}; "
+                             "use a different --out folder for each policy")
+    if existing.get("max_commands", max_commands) != max_commands:
+        raise RunFolderError(f"{out_dir / RUN_SETTINGS_FILE} was run with max_commands={existing['max_commands']}, "
+                             f"not {max_commands}; use a different --out folder")
+    env_settings: dict[str, Any] = dict(existing.get("environments", {}))
+    for env in envs:
+        settings = env.settings()
+        if env.name in env_settings and env_settings[env.name] != settings:
+            raise RunFolderError(f"{out_dir / RUN_SETTINGS_FILE} ran {env.name} with {env_settings[env.name]}, "
+                                 f"not {settings}; use a different --out folder")
+        env_settings[env.name] = settings
+    write_json_atomic(out_dir / RUN_SETTINGS_FILE, {
+        "policy": policy_spec, "sandbox": sandbox_kind, "max_commands": max_commands,
+        "environments": env_settings, "rewardlab_version": __version__,
+    })
+
+
+def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sandbox: Sandbox | None, *,
+                 n: int, seed: int, out_dir: Path, workers: int = 1, max_commands: int = DEFAULT_MAX_COMMANDS,
+                 max_failures: int = 10, progress: bool = True) -> RunSummary:
+    """Run episodes ``0..n-1`` of each environment (skipping finished ones) into ``out_dir``.
+
+    Stops scheduling new episodes after ``max_failures`` failed episodes (e.g. an unreachable
+    server); the failures are in ``errors.jsonl``.
+    """
+    if n < 0 or workers < 1 or max_commands < 0:
+        raise ValueError(f"need n >= 0, workers >= 1 and max_commands >= 0 (got {n}, {workers}, {max_commands})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_settings(out_dir, policy_spec, getattr(sandbox, "kind", "none"), max_commands, envs)
+    episodes_path = out_dir / EPISODES_FILE
+    repaired = repair_tail(episodes_path)
+    done_ids = {record["id"] for record in load_episodes(out_dir).records} if episodes_path.exists() else set()
+    planned = [(env, index) for env in envs for index in range(n)]
+    todo = [(env, index) for env, index in planned if episode_id(env.name, seed, index) not in done_ids]
+    summary = RunSummary(out_dir=out_dir, planned=len(planned), already_done=len(planned) - len(todo),
+                         repaired_bytes=repaired)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def play(env: Environment, index: int) -> EpisodeRecord:
+        return run_episode(env, env.variant(index, seed), policy, sandbox, policy_spec=policy_spec,
+                           max_commands=max_commands)
+
+    bar = tqdm(total=len(planned), initial=summary.already_done, desc="episodes", unit="ep", disable=not progress,
+               dynamic_ncols=True)
+    pending: dict[Future, tuple[Environment, int]] = {}
+    queue = list(todo)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode") as pool:
+        while queue or pending:
+            while queue and len(pending) < workers and not stop.is_set():
+                env, index = queue.pop(0)
+                pending[pool.submit(play, env, index)] = (env, index)
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                env, index = pending.pop(future)
+                identifier = episode_id(env.name, seed, index)
+                try:
+                    record = future.result()
+                except Exception as error:  # noqa: BLE001 - every failure is logged, none is fatal
+                    message = f"{identifier}: {type(error).__name__}: {error}"
+                    append_json_line(out_dir / ERRORS_FILE, {
+                        "id": identifier, "env": env.name, "index": index, "seed": seed, "policy": policy_spec,
+                        "error": f"{type(error).__name__}: {error}",
+                        "traceback": "".join(traceback.format_exception(error))[-4000:],
+                    })
+                    with lock:
+                        summary.failed += 1
+                        if len(summary.errors) < 5:
+                            summary.errors.append(message)
+                        if summary.failed >= max_failures:
+                            stop.set()
+                            summary.stopped_early = bool(queue)
+                    bar.update(1)
+                    continue
+                append_json_line(episodes_path, record.to_json())
+                with lock:
+                    summary.finished += 1
+                    counts = summary.outcomes.setdefault(record.env, {})
+                    counts[record.outcome] = counts.get(record.outcome, 0) + 1
+                bar.update(1)
+                bar.set_postfix_str(f"{record.env}: {record.outcome}", refresh=False)
+            if stop.is_set():
+                queue.clear()
+    bar.close()
+    return summary
