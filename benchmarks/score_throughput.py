@@ -6,7 +6,7 @@ through `rewardlab eval`'s scorer, and its `export --to seq-cls` copy through
 for each, the ratio, the largest score difference, versions and hardware. Not a timed test: run
 it by hand.
 
-    python benchmarks/score_throughput.py                              # smollm2-135m, 128 hh-rlhf pairs
+    python benchmarks/score_throughput.py                              # smollm2-135m, 64 hh-rlhf pairs (minutes on a small CPU)
     python benchmarks/score_throughput.py --base tiny-random --pairs 64 # quick smoke run
     python benchmarks/score_throughput.py --model runs/rm --device cuda --pairs 1000 --batch-size 32
 """
@@ -67,7 +67,7 @@ def main() -> int:
     parser.add_argument("--model", help="a saved rewardlab reward model with a linear head (default: build one)")
     parser.add_argument("--base", default="smollm2-135m", help="backbone for the built model (default smollm2-135m)")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="pairs in any `rewardlab eval --data` format")
-    parser.add_argument("--pairs", type=int, default=128, help="number of pairs to score (default 128)")
+    parser.add_argument("--pairs", type=int, default=64, help="number of pairs to score (default 64)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--json", dest="json_out", help="also write the results as JSON here")

@@ -142,7 +142,7 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     ax.set_xticks(range(len(splits)), ["in-distribution", "out-of-distribution"])
     ax.set_ylabel("pairwise accuracy % (95% Wilson CI)")
     ax.set_ylim(0, 100)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -173,7 +173,7 @@ def run_demo(config: DemoConfig, echo=print) -> dict[str, Any]:
         scorer = RewardScorer.from_pretrained(out / name, device="cpu" if not torch.cuda.is_available() else None)
         results[name] = {}
         for split, pairs in (("id", id_eval), ("ood", ood_eval)):
-            chosen, rejected = scorer.score_pairs(pairs)
+            chosen, rejected = scorer.score_pairs(pairs, progress=f"eval {name} {split}")
             results[name][split] = _breakdown(pairs, chosen, rejected)
         timings[name] = round(time.perf_counter() - t0, 1)
         del scorer

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from rewardlab.data.pair import Message, PreferencePair
 from rewardlab.data.render import render, render_batch, render_text
@@ -89,8 +90,10 @@ class RewardScorer:
     # --- scoring --------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def score_token_ids(self, sequences: Sequence[Sequence[int]], batch_size: int | None = None) -> list[float]:
-        """Rewards for token-id sequences, in input order."""
+    def score_token_ids(
+        self, sequences: Sequence[Sequence[int]], batch_size: int | None = None, *, progress: str | None = None
+    ) -> list[float]:
+        """Rewards for token-id sequences, in input order; ``progress`` names a progress bar to show."""
         if any(len(seq) == 0 for seq in sequences):
             raise ValueError("cannot score an empty token sequence")
         size = batch_size or self.batch_size
@@ -99,8 +102,9 @@ class RewardScorer:
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
         rewards = [0.0] * len(sequences)
         pad_id = self.tokenizer.pad_token_id
+        starts = range(0, len(order), size)
         try:
-            for start in range(0, len(order), size):
+            for start in tqdm(starts, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
                 batch_idx = order[start : start + size]
                 longest = len(sequences[batch_idx[0]])
                 input_ids = torch.full((len(batch_idx), longest), pad_id, dtype=torch.long)
@@ -125,6 +129,8 @@ class RewardScorer:
         prompts: Sequence[Sequence[Message]],
         responses: Sequence[str],
         batch_size: int | None = None,
+        *,
+        progress: str | None = None,
     ) -> list[float]:
         """Rewards for (prompt messages, assistant response) pairs, rendered with the model's template."""
         if len(prompts) != len(responses):
@@ -137,15 +143,15 @@ class RewardScorer:
                 raise UnscorableError(
                     f"conversation {index}: the response alone is longer than max_length={self.max_length} tokens"
                 )
-        return self.score_token_ids([item.input_ids for item in rendered], batch_size)
+        return self.score_token_ids([item.input_ids for item in rendered], batch_size, progress=progress)
 
     def score_pairs(
-        self, pairs: Sequence[PreferencePair], batch_size: int | None = None
+        self, pairs: Sequence[PreferencePair], batch_size: int | None = None, *, progress: str | None = None
     ) -> tuple[list[float], list[float]]:
         """Rewards of the chosen and the rejected response of each pair, scored in one sorted pass."""
         prompts = [p.prompt for p in pairs] * 2
         responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-        scores = self.score_conversations(prompts, responses, batch_size)
+        scores = self.score_conversations(prompts, responses, batch_size, progress=progress)
         return scores[: len(pairs)], scores[len(pairs) :]
 
 

@@ -25,7 +25,7 @@ def score_file(scorer: RewardScorer, spec: str, *, out: str | Path | None = None
     """
     report = LoadReport()
     pairs = load_pairs(spec, report=report)
-    chosen, rejected = scorer.score_pairs(pairs)
+    chosen, rejected = scorer.score_pairs(pairs, progress="score")
     lines = [
         json.dumps(
             {"index": i, "source": p.source, "chosen_reward": c, "rejected_reward": r, "chosen_wins": c > r}

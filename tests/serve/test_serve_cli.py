@@ -67,6 +67,7 @@ def test_serve_command_answers_like_rewardlab_score(
     assert process.returncode == 0, stderr
     assert f"http://127.0.0.1:{port}" in stderr and "bearer token required" in stderr
     assert "reward server stopped" in stderr
+    assert "reachable from other machines" not in stderr, "loopback serving must not warn"
     assert "tok-123" not in stderr
 
 

@@ -98,3 +98,23 @@ def test_padding_left_around_a_decoded_text_is_removed(tiny_scorer: RewardScorer
     assert batch.token_ids == [tiny_scorer.encode_text(text)]
     with pytest.raises(RequestError, match=r"query\[0\] is empty"):
         encode_texts(tiny_scorer.tokenizer, [pad * 4], max_tokens=64, overlength="truncate")
+
+
+def test_a_chat_template_that_refuses_an_item_is_a_422_naming_it(tiny_scorer: RewardScorer) -> None:
+    from transformers import AutoTokenizer
+
+    strict = AutoTokenizer.from_pretrained(tiny_scorer.tokenizer.name_or_path)
+    strict.chat_template = (
+        "{%- for m in messages %}{%- if m['role'] == 'system' %}"
+        "{{ raise_exception('system messages are not supported') }}{%- endif %}"
+        "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{%- endfor %}"
+        "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
+    )
+    good = Conversation([{"role": "user", "content": "hi"}], "hello")
+    bad = Conversation([{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}], "hello")
+    assert encode_conversations(strict, [good], max_tokens=64, overlength="truncate").token_ids
+    with pytest.raises(RequestError) as caught:
+        encode_conversations(strict, [good, bad], max_tokens=64, overlength="truncate")
+    assert caught.value.status == 422
+    assert "[1]: the model's chat template refused it" in caught.value.message
+    assert "system messages are not supported" in caught.value.message

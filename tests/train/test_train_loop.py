@@ -112,3 +112,17 @@ def test_bad_option_values_are_clear_errors():
         TrainConfig(head="deep")
     with pytest.raises(ValueError, match="not both"):
         TrainConfig(lora=True, trainable_top_layers=2)
+
+
+def test_over_length_pairs_are_counted_skips_not_silent_loss(tmp_path):
+    messages = []
+    train(tiny_config(tmp_path, max_length=40, max_steps=1, data="synthetic:id?n=40&seed=0"), echo=messages.append)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    skipped = sum(metrics["skipped_at_rendering"].values())
+    assert skipped > 0 and metrics["train_pairs"] + skipped == 40
+    assert any("skipped at rendering" in m and "max_length=40" in m for m in messages)
+
+
+def test_nothing_left_after_rendering_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no training pairs left"):
+        train(tiny_config(tmp_path, max_length=8, max_steps=1), echo=lambda s: None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rewardlab.envs.episode import DEFAULT_MAX_COMMANDS
@@ -41,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="wall-clock seconds per command (default 20)")
     run.add_argument("--env-option", dest="env_options", action="append", default=[], metavar="KEY=VALUE",
                      help="environment option, e.g. data=PATH, mode=free, threshold=3 (repeatable)")
-    run.add_argument("--grader", metavar="SPEC", help="grader model for political-sycophancy mode=free (policy spec)")
+    run.add_argument("--grader", metavar="SPEC",
+                     help="grader model for political-sycophancy mode=free: openai:MODEL, hf:MODEL or replay:PATH")
+    run.add_argument("--grader-base-url", dest="grader_base_url",
+                     help="server of an openai: grader (default: --base-url)")
     run.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=512,
                      help="tokens per model reply (default 512)")
     run.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; 0 = greedy)")
@@ -106,7 +110,9 @@ def _run(args: argparse.Namespace) -> int:
         print("!" * 78 + f"\n{UNSANDBOXED_WARNING}\n" + "!" * 78, file=sys.stderr)
     try:
         options = _parse_options(args.env_options)
-        grader = make_policy(args.grader, settings) if args.grader else None
+        grader_settings = replace(settings, base_url=args.grader_base_url or args.base_url, temperature=0.0,
+                                  max_new_tokens=64)
+        grader = make_policy(args.grader, grader_settings) if args.grader else None
         envs = []
         for name in names:
             own = options if len(names) == 1 else {k: v for k, v in options.items() if k in _options_of(name)}
@@ -128,6 +134,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if summary.repaired_bytes:
         print(f"note: removed an incomplete last line ({summary.repaired_bytes} bytes) left by an interrupted run")
+    if summary.unreadable_lines:
+        print(f"note: {summary.unreadable_lines} unreadable line(s) in episodes.jsonl were ignored; "
+              "their episodes were run again")
     print(f"{summary.finished} episode(s) run, {summary.already_done} already done, {summary.failed} failed "
           f"-> {summary.out_dir}")
     for env_name, counts in summary.outcomes.items():

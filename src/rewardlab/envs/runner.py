@@ -45,6 +45,7 @@ class RunSummary:
     failed: int = 0
     stopped_early: bool = False
     repaired_bytes: int = 0
+    unreadable_lines: int = 0
     errors: list[str] = field(default_factory=list)
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -87,11 +88,12 @@ def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sand
     _check_run_settings(out_dir, policy_spec, getattr(sandbox, "kind", "none"), max_commands, envs)
     episodes_path = out_dir / EPISODES_FILE
     repaired = repair_tail(episodes_path)
-    done_ids = {record["id"] for record in load_episodes(out_dir).records} if episodes_path.exists() else set()
+    loaded = load_episodes(out_dir) if episodes_path.exists() else None
+    done_ids = {record["id"] for record in loaded.records} if loaded else set()
     planned = [(env, index) for env in envs for index in range(n)]
     todo = [(env, index) for env, index in planned if episode_id(env.name, seed, index) not in done_ids]
     summary = RunSummary(out_dir=out_dir, planned=len(planned), already_done=len(planned) - len(todo),
-                         repaired_bytes=repaired)
+                         repaired_bytes=repaired, unreadable_lines=loaded.bad_lines if loaded else 0)
     lock = threading.Lock()
     stop = threading.Event()
 

@@ -3,41 +3,46 @@
 Typical use is the CLI (`rewardlab eval`); the library entry point is `run_evaluation`.
 """
 
-from rewardlab.evaluate.formats import FORMATS, DataSpec, EvalDataset, load_eval_dataset, parse_data_spec
-from rewardlab.evaluate.items import EvalItem, Outcome, item_from_pair, judge
-from rewardlab.evaluate.metrics import Row, summarize
-from rewardlab.evaluate.runner import EvalResult, ModelResult, ModelSpec, evaluate_models, parse_model_spec
-from rewardlab.evaluate.scorers import ImplicitDPOScorer, RewardModelScorer, Scorer, SeqClsScorer, load_scorer
-from rewardlab.evaluate.stats import wilson_interval
-from rewardlab.evaluate.suites import SUITES, SuiteSource, default_data_root, load_suite
-from rewardlab.evaluate.workflow import run_evaluation
+from __future__ import annotations
 
-__all__ = [
-    "FORMATS",
-    "SUITES",
-    "DataSpec",
-    "EvalDataset",
-    "EvalItem",
-    "EvalResult",
-    "ImplicitDPOScorer",
-    "ModelResult",
-    "ModelSpec",
-    "Outcome",
-    "RewardModelScorer",
-    "Row",
-    "Scorer",
-    "SeqClsScorer",
-    "SuiteSource",
-    "default_data_root",
-    "evaluate_models",
-    "item_from_pair",
-    "judge",
-    "load_eval_dataset",
-    "load_scorer",
-    "load_suite",
-    "parse_data_spec",
-    "parse_model_spec",
-    "run_evaluation",
-    "summarize",
-    "wilson_interval",
-]
+import importlib
+from typing import Any
+
+# Names are imported on first use, so that building the CLI parser stays fast.
+_EXPORTS = {
+    "FORMATS": "formats",
+    "DataSpec": "formats",
+    "EvalDataset": "formats",
+    "load_eval_dataset": "formats",
+    "parse_data_spec": "formats",
+    "EvalItem": "items",
+    "Outcome": "items",
+    "item_from_pair": "items",
+    "judge": "items",
+    "Row": "metrics",
+    "summarize": "metrics",
+    "EvalResult": "runner",
+    "ModelResult": "runner",
+    "ModelSpec": "runner",
+    "evaluate_models": "runner",
+    "parse_model_spec": "runner",
+    "ImplicitDPOScorer": "scorers",
+    "RewardModelScorer": "scorers",
+    "Scorer": "scorers",
+    "SeqClsScorer": "scorers",
+    "load_scorer": "scorers",
+    "wilson_interval": "stats",
+    "SUITES": "suites",
+    "SuiteSource": "suites",
+    "default_data_root": "suites",
+    "load_suite": "suites",
+    "run_evaluation": "workflow",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rewardlab.evaluate' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rewardlab.evaluate.{_EXPORTS[name]}"), name)

@@ -14,7 +14,8 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy so `import rewardlab.serve` does not load torch or uvicorn
+def __getattr__(name: str) -> object:
+    """Load the app and runner lazily: `import rewardlab.serve` alone pulls in neither torch nor uvicorn."""
     if name == "create_app":
         from rewardlab.serve.app import create_app
 

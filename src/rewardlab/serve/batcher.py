@@ -124,11 +124,15 @@ class DynamicBatcher:
         assert self._changed is not None
         self._changed.set()
         try:
-            return list(await asyncio.gather(*futures))
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
         finally:
             # A caller that gave up (cancelled) must not leave futures for the scorer to fill.
             for future in futures:
                 future.cancel()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [float(outcome) for outcome in outcomes]
 
     # --- collecting -------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardlab.data.render import conversation_text, render_batch, render_text
+from rewardlab.data.render import Rendered, conversation_text, render_batch, render_text
 from rewardlab.serve.protocol import Conversation, RequestError
 
 
@@ -101,12 +101,10 @@ def encode_conversations(
 
     ``single`` drops the ``[i]`` prefix from error messages (the request held one object).
     """
-    prompts = [c.prompt for c in conversations]
-    responses = [c.response for c in conversations]
-    whole = render_batch(tokenizer, prompts, responses, max_length=max_tokens, truncation="drop")
+    whole = _render_all(tokenizer, conversations, max_tokens, single)
     batch = EncodedBatch()
     for index, rendered in enumerate(whole):
-        where = "the conversation" if single else f"[{index}]"
+        where = _where(index, single)
         if rendered is None:
             if overlength == "reject":
                 conversation = conversations[index]
@@ -130,3 +128,27 @@ def encode_conversations(
         batch.token_ids.append(list(rendered.input_ids))
     return batch
 
+
+
+def _where(index: int, single: bool) -> str:
+    return "the conversation" if single else f"[{index}]"
+
+
+def _render_all(
+    tokenizer: Any, conversations: Sequence[Conversation], max_tokens: int, single: bool
+) -> list[Rendered | None]:
+    """Render everything in one tokenizer call; if the chat template refuses an item, name it (422)."""
+    prompts = [c.prompt for c in conversations]
+    responses = [c.response for c in conversations]
+    try:
+        return render_batch(tokenizer, prompts, responses, max_length=max_tokens, truncation="drop")
+    except Exception:  # a template error from one item: find which one below
+        pass
+    for index, conversation in enumerate(conversations):
+        try:
+            render_batch(tokenizer, [conversation.prompt], [conversation.response], max_length=max_tokens)
+        except Exception as error:
+            raise RequestError(
+                422, f"{_where(index, single)}: the model's chat template refused it: {type(error).__name__}: {error}"
+            ) from None
+    raise RequestError(422, "the model's chat template refused this batch of conversations")

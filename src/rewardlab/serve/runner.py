@@ -41,6 +41,13 @@ def run_server(model_dir: str | Path, config: ServeConfig, *, device: str | None
         print(warning, file=sys.stderr)
     scorer = RewardScorer.from_pretrained(model_dir, device=device)
     max_tokens = config.max_tokens or scorer.max_length
+    positions = getattr(scorer.model.causal_lm.config, "max_position_embeddings", None)
+    if positions is not None and max_tokens > positions:
+        print(
+            f"warning: --max-tokens {max_tokens} is more than the model's {positions} positions; "
+            "texts that long may score badly or fail",
+            file=sys.stderr,
+        )
     auth = "bearer token required" if config.token else "no authentication"
     print(
         f"serving {model_dir} on http://{config.host}:{config.port} "

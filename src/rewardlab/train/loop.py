@@ -166,7 +166,7 @@ def make_reference(model: RewardModel, lora: bool) -> Callable[[PairBatch], tupl
 
 def evaluate_accuracy(model: RewardModel, tokenizer: Any, config: TrainConfig, pairs: Sequence[PreferencePair]) -> dict:
     scorer = RewardScorer(model, tokenizer, {"max_length": config.max_length}, batch_size=max(8, 2 * config.batch_size))
-    chosen, rejected = scorer.score_pairs(pairs)
+    chosen, rejected = scorer.score_pairs(pairs, progress="eval" if config.progress else None)
     return {"accuracy": pairwise_accuracy(chosen, rejected), "n": len(pairs)}
 
 

@@ -66,8 +66,11 @@ class UnsandboxedSession:
             cwd = workdir
         script = f'trap \'pwd > "{workdir}/.rewardlab_cwd" 2>/dev/null\' EXIT\n{command}'
         started = time.monotonic()
+        # The same minimal environment the sandbox gives its commands (so the system python3 is used).
+        environment = {"HOME": str(self.root), "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                       "LANG": "C.UTF-8", "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1"}
         process = subprocess.Popen(
-            ["bash", "-c", script], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            ["bash", "-c", script], cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
         )
         timed_out = False

@@ -68,8 +68,7 @@ def _make_readable(home):
                     pass
 
 
-def _skip_special_files(info):
-    return info if (info.isfile() or info.isdir() or info.issym() or info.islnk()) else None
+MAX_SAVED_ENTRIES = 20000
 
 
 def _snapshot(home, notes):
@@ -78,13 +77,25 @@ def _snapshot(home, notes):
     except OSError:
         pass
     _make_readable(home)
+    saved = [0]
+
+    def keep(info):
+        # Sockets, fifos and devices are dropped; so is everything past the entry cap.
+        if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
+            return None
+        saved[0] += 1
+        return info if saved[0] <= MAX_SAVED_ENTRIES else None
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as archive:
         for name in sorted(os.listdir(home)):
             try:
-                archive.add(os.path.join(home, name), arcname=name, filter=_skip_special_files)
+                archive.add(os.path.join(home, name), arcname=name, filter=keep)
             except OSError as error:
                 notes.append("could not save %s: %s" % (name, error))
+    if saved[0] > MAX_SAVED_ENTRIES:
+        notes.append("the workspace holds more than %d files and folders; only the first %d were kept"
+                     % (MAX_SAVED_ENTRIES, MAX_SAVED_ENTRIES))
     return buffer.getvalue()
 
 
@@ -176,8 +187,8 @@ def _run(header, notes):
     environment = dict(os.environ, BASH_ENV=startup_file, PWD=cwd)
     started = time.monotonic()
     child = subprocess.Popen(
-        ["/bin/bash", "-c", header["command"]], cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, preexec_fn=_limit_child(limits), close_fds=True,
+        ["/bin/bash", "-c", header["command"]], cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_limit_child(limits), close_fds=True,
     )
     streams = {child.stdout.fileno(): bytearray(), child.stderr.fileno(): bytearray()}
     open_fds = set(streams)

@@ -1,17 +1,15 @@
 """Evaluation formats: detect a file's layout, load it and turn it into `EvalItem`s.
 
-Format names (``--data FORMAT:PATH``):
+Format names, as used in ``--data FORMAT:PATH``:
 
-==================  ==========================================================================
-``hhh-bigbench``    BIG-bench ``hhh_alignment`` task JSON (a task.json or the folder of categories)
-``hhh-hf``          Hugging Face ``HuggingFaceH4/hhh_alignment`` (``input``, ``targets``)
-``mt-bench``        ``lmsys/mt_bench_human_judgments`` (``conversation_a/b``, ``winner``, ``turn``)
-``llmbar``          LLMBar and its processed MT-Bench set (``input``, ``output_1/2``, ``label``)
-``rewardbench``     RewardBench v1 (``prompt``, ``chosen``, ``rejected``, ``subset``)
-``rewardbench-2``   RewardBench 2 best-of-N (``chosen``/``rejected`` lists, ``subset``)
-``unified-feedback`` Unified-Feedback (``conv_A/B``, ``conv_A/B_rating``, ``source``)
-``pairs``           the core loader: hh-rlhf raw, TRL standard/conversational, ``synthetic:ood``, …
-==================  ==========================================================================
+* ``hhh-bigbench``: BIG-bench ``hhh_alignment`` task JSON (a task.json or the folder of categories);
+* ``hhh-hf``: Hugging Face ``HuggingFaceH4/hhh_alignment`` (``input``, ``targets``);
+* ``mt-bench``: ``lmsys/mt_bench_human_judgments`` (``conversation_a/b``, ``winner``, ``turn``);
+* ``llmbar``: LLMBar and its processed MT-Bench set (``input``, ``output_1/2``, ``label``);
+* ``rewardbench``: RewardBench v1 (``prompt``, ``chosen``, ``rejected``, ``subset``);
+* ``rewardbench-2``: RewardBench 2 best-of-N (``chosen``/``rejected`` lists, ``subset``);
+* ``unified-feedback``: Unified-Feedback (``conv_A/B``, ``conv_A/B_rating``, ``source``);
+* ``pairs``: the core loader (hh-rlhf raw, TRL standard/conversational, ``synthetic:ood``, …).
 """
 
 from __future__ import annotations
