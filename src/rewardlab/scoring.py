@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from rewardlab.data.pair import Message, PreferencePair
 from rewardlab.data.render import render, render_batch, render_text
+from rewardlab.models.packed import group_shared_prefixes, pack_groups, packing_unsupported_reason
 from rewardlab.models.reward_model import RewardModel
 
 DEFAULT_MAX_LENGTH = 1024
@@ -32,8 +33,11 @@ def default_device() -> torch.device:
 class RewardScorer:
     """Scores conversations or already-rendered texts with a `RewardModel`.
 
-    Sequences are sorted by length and padded only to the longest in their batch, so short
-    texts never pay for long ones. Scoring runs without gradients and with dropout off.
+    With ``packing`` (the default, where the model supports it) a batch is one padding-free row
+    and sequences that share a prefix (e.g. several responses to one prompt) compute it once
+    (see `rewardlab.models.packed`). Otherwise sequences are sorted by length and padded only to
+    the longest in their batch. Both give the same rewards. Scoring runs without gradients and
+    with dropout off.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class RewardScorer:
         *,
         batch_size: int = 16,
         device: torch.device | str | None = None,
+        packing: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -54,6 +59,7 @@ class RewardScorer:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; load models through rewardlab.models.registry")
+        self.packing = packing and packing_unsupported_reason(model.causal_lm) is None
 
     @classmethod
     def from_pretrained(
@@ -99,25 +105,49 @@ class RewardScorer:
         size = batch_size or self.batch_size
         was_training = self.model.training
         self.model.eval()
+        try:
+            if self.packing:
+                return self._score_packed(sequences, size, progress)
+            return self._score_padded(sequences, size, progress)
+        finally:
+            self.model.train(was_training)
+
+    def _score_padded(self, sequences: Sequence[Sequence[int]], size: int, progress: str | None) -> list[float]:
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
         rewards = [0.0] * len(sequences)
         pad_id = self.tokenizer.pad_token_id
         starts = range(0, len(order), size)
-        try:
-            for start in tqdm(starts, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
-                batch_idx = order[start : start + size]
-                longest = len(sequences[batch_idx[0]])
-                input_ids = torch.full((len(batch_idx), longest), pad_id, dtype=torch.long)
-                attention_mask = torch.zeros((len(batch_idx), longest), dtype=torch.long)
-                for row, i in enumerate(batch_idx):
-                    seq = sequences[i]
-                    input_ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
-                    attention_mask[row, : len(seq)] = 1
-                out = self.model(input_ids.to(self.device), attention_mask.to(self.device))
-                for row, value in zip(batch_idx, out.rewards.float().cpu().tolist()):
-                    rewards[row] = float(value)
-        finally:
-            self.model.train(was_training)
+        for start in tqdm(starts, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
+            batch_idx = order[start : start + size]
+            longest = len(sequences[batch_idx[0]])
+            input_ids = torch.full((len(batch_idx), longest), pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(batch_idx), longest), dtype=torch.long)
+            for row, i in enumerate(batch_idx):
+                seq = sequences[i]
+                input_ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+                attention_mask[row, : len(seq)] = 1
+            out = self.model(input_ids.to(self.device), attention_mask.to(self.device))
+            for row, value in zip(batch_idx, out.rewards.float().cpu().tolist()):
+                rewards[row] = float(value)
+        return rewards
+
+    def _score_packed(self, sequences: Sequence[Sequence[int]], size: int, progress: str | None) -> list[float]:
+        """Up to ``size`` sequences per padding-free row; shared prefixes computed once."""
+        longest = max((len(seq) for seq in sequences), default=0)
+        groups = group_shared_prefixes(sequences, max_group_size=size, max_group_tokens=max(2048, longest))
+        groups.sort(key=lambda group: sum(len(sequences[i]) for i in group), reverse=True)
+        batches: list[list[list[int]]] = []
+        for group in groups:
+            if batches and sum(len(g) for g in batches[-1]) + len(group) <= size:
+                batches[-1].append(group)
+            else:
+                batches.append([group])
+        rewards = [0.0] * len(sequences)
+        for batch in tqdm(batches, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
+            packed = pack_groups([[list(sequences[i]) for i in group] for group in batch]).to(self.device)
+            values = self.model.forward_packed(packed).rewards.float().cpu().tolist()
+            for index, value in zip((i for group in batch for i in group), values):
+                rewards[index] = float(value)
         return rewards
 
     def score_texts(self, texts: Sequence[str], batch_size: int | None = None) -> list[float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rewardlab.cli import core, envs, serve, evaluate
+from rewardlab.cli import core, envs, serve, evaluate, repro
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train generalizable reward models and catch reward gaming.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for group in (core, envs, serve, evaluate):
+    for group in (core, envs, serve, evaluate, repro):
         group.register(subparsers)
     return parser
 

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rewardlab.models.heads import HeadConfig, RewardHead
+from rewardlab.models.packed import PackedSequences, packed_hidden_states
 from rewardlab.models.registry import SOURCE_NAME_ATTR, load_backbone
 
 LOGPROB_CHUNK_TOKENS = 1024
@@ -94,9 +95,7 @@ def sequence_logprobs(
     """Σ log π(token) over masked tokens, per row → [B] float32.
 
     The prediction for token t comes from hidden state t-1, so position 0 can never be a
-    target. Only the hidden rows of masked targets are sent through the LM head, in chunks of
-    `chunk_tokens`, with float32 log-softmax; with gradients on, each chunk is recomputed in
-    the backward pass instead of keeping its logits.
+    target; `summed_token_logprobs` explains how the LM head is applied.
     """
     if response_mask.shape != input_ids.shape or hidden_states.shape[:2] != input_ids.shape:
         raise ValueError(
@@ -106,16 +105,38 @@ def sequence_logprobs(
     if bool(mask[:, 0].any()):
         raise ValueError("response_mask marks position 0, which has no preceding hidden state to predict it")
     rows, cols = mask.nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        totals = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=hidden_states.device)
+        return totals + hidden_states.sum() * 0.0  # keeps the graph connected for empty masks
+    return summed_token_logprobs(
+        causal_lm, hidden_states[rows, cols - 1], input_ids[rows, cols], rows, input_ids.shape[0],
+        chunk_tokens=chunk_tokens,
+    )
+
+
+def summed_token_logprobs(
+    causal_lm: nn.Module,
+    predictors: torch.Tensor,
+    targets: torch.Tensor,
+    owners: torch.Tensor,
+    num_sequences: int,
+    *,
+    chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """Σ log π(target) per owner → [num_sequences] float32, from the predicting hidden rows [M, H].
+
+    Only these rows go through the LM head, in chunks of `chunk_tokens`, with float32
+    log-softmax; with gradients on, each chunk is recomputed in the backward pass instead of
+    keeping its logits.
+    """
     lm = unwrap_causal_lm(causal_lm)
     lm_head = lm.get_output_embeddings()
     softcap = getattr(lm.config.get_text_config(), "final_logit_softcapping", None)
-    totals = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=hidden_states.device)
-    if rows.numel() == 0:
-        return totals + hidden_states.sum() * 0.0  # keeps the graph connected for empty masks
-    predictors = hidden_states[rows, cols - 1]
-    targets = input_ids[rows, cols]
+    totals = torch.zeros(num_sequences, dtype=torch.float32, device=predictors.device)
+    if targets.numel() == 0:
+        return totals + predictors.sum() * 0.0
     pieces = []
-    for start in range(0, rows.numel(), chunk_tokens):
+    for start in range(0, targets.numel(), chunk_tokens):
         hidden_chunk = predictors[start:start + chunk_tokens]
         target_chunk = targets[start:start + chunk_tokens]
         if torch.is_grad_enabled() and hidden_chunk.requires_grad:
@@ -123,7 +144,7 @@ def sequence_logprobs(
                                      use_reentrant=False))
         else:
             pieces.append(_token_logprobs(lm_head, hidden_chunk, target_chunk, softcap))
-    return totals.index_add(0, rows, torch.cat(pieces))
+    return totals.index_add(0, owners, torch.cat(pieces))
 
 
 class RewardModel(nn.Module):
@@ -185,3 +206,27 @@ class RewardModel(nn.Module):
     ) -> torch.Tensor:
         """Summed log π of the tokens marked by `response_mask` ([B, T]) → [B] float32."""
         return sequence_logprobs(self.backbone, hidden_states, input_ids, response_mask)
+
+    def forward_packed(self, packed: PackedSequences) -> RewardOutput:
+        """Rewards [S] of packed sequences (see `models.packed`); `hidden_states` is the row [N, H].
+
+        Equal to `forward` on the same sequences padded, with shared prefixes computed once.
+        """
+        hidden_states = packed_hidden_states(self.causal_lm, packed)
+        rewards = self.head(hidden_states[packed.last_index]).float()
+        return RewardOutput(rewards=rewards, hidden_states=hidden_states)
+
+    def packed_response_logprobs(
+        self, hidden_states: torch.Tensor, packed: PackedSequences, sequences: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Summed log π of each packed sequence's response tokens → [S] float32.
+
+        `sequences` (indices) limits the work to those sequences; the others get 0.
+        """
+        owners = packed.response_owner
+        targets, predictors = packed.response_target_index, packed.response_predictor_index
+        if sequences is not None:
+            keep = torch.isin(owners, sequences.to(owners.device))
+            owners, targets, predictors = owners[keep], targets[keep], predictors[keep]
+        return summed_token_logprobs(
+            self.backbone, hidden_states[predictors], packed.input_ids[0, targets], owners, packed.num_sequences)

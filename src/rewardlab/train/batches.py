@@ -44,6 +44,11 @@ class PairBatch:
     def num_pairs(self) -> int:
         return self.input_ids.shape[0] // 2
 
+    @property
+    def sequence_tokens(self) -> int:
+        """Non-padding tokens in the batch."""
+        return int(self.attention_mask.sum())
+
     def to(self, device: torch.device) -> "PairBatch":
         return PairBatch(
             self.input_ids.to(device),

@@ -49,6 +49,7 @@ class TrainConfig:
     warmup_ratio: float = 0.03
     max_grad_norm: float = 5.0
     bf16: bool = False
+    packing: bool = True  # [prompt, chosen, rejected] in one padding-free row; same losses, less compute
     # data handling
     max_length: int = 1024
     truncation: str = "drop"

@@ -4,7 +4,9 @@
 2. optionally wrap it with LoRA or freeze its lower layers;
 3. render every pair once through the one rendering path;
 4. for each optimizer step: forward chosen+rejected together, reward loss on the two rewards,
-   regularizer on log-probs of the response tokens, ``(1-α)·reward + α·reg``, backward, step;
+   regularizer on log-probs of the response tokens, ``(1-α)·reward + α·reg``, backward, step
+   (``packing``, the default: each pair runs as one padding-free [prompt, chosen, rejected] row,
+   see `train/packing.py`; same losses as the padded `compute_batch_loss` below, less compute);
 5. checkpoint periodically (atomic, resumable), evaluate periodically, save the final model.
 
 Runs unchanged under ``accelerate launch`` (DDP): each process takes its share of every global batch.
@@ -37,6 +39,7 @@ from rewardlab.data.pair import PreferencePair
 from rewardlab.losses import LossBreakdown, LossConfig, grm_loss
 from rewardlab.models.heads import HeadConfig
 from rewardlab.models.lora import apply_lora, freeze_lower_layers
+from rewardlab.models.packed import packing_unsupported_reason
 from rewardlab.models.persistence import save_reward_model
 from rewardlab.models.registry import load_backbone
 from rewardlab.models.reward_model import RewardModel
@@ -44,6 +47,7 @@ from rewardlab.scoring import RewardScorer, pairwise_accuracy
 from rewardlab.train.batches import PairBatch, TokenizedPair, collate_pairs, tokenize_pairs
 from rewardlab.train.checkpoint import CHECKPOINT_DIR, TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from rewardlab.train.config import TrainConfig
+from rewardlab.train.packing import PackedPairBatch, collate_packed_pairs, compute_packed_batch_loss, pair_logprobs
 
 METRICS_FILE = "metrics.json"
 
@@ -145,27 +149,27 @@ def compute_batch_loss(
     )
 
 
-def make_reference(model: RewardModel, lora: bool) -> Callable[[PairBatch], tuple[torch.Tensor, torch.Tensor]]:
+def make_reference(
+    model: RewardModel, lora: bool
+) -> Callable[[PairBatch | PackedPairBatch], tuple[torch.Tensor, torch.Tensor]]:
     """Frozen reference log-probs for DPO: the adapter switched off (LoRA) or a frozen copy."""
     frozen = None if lora else copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def reference(batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def reference(batch: PairBatch | PackedPairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         if frozen is None:
             with model.lm.disable_adapter():
-                out = model(batch.input_ids, batch.attention_mask)
-                logps = model.response_logprobs(out.hidden_states, batch.input_ids, batch.response_mask)
-        else:
-            out = frozen(batch.input_ids, batch.attention_mask)
-            logps = frozen.response_logprobs(out.hidden_states, batch.input_ids, batch.response_mask)
-        n = batch.num_pairs
-        return logps[:n], logps[n:]
+                return pair_logprobs(model, batch)
+        return pair_logprobs(frozen, batch)
 
     return reference
 
 
 def evaluate_accuracy(model: RewardModel, tokenizer: Any, config: TrainConfig, pairs: Sequence[PreferencePair]) -> dict:
-    scorer = RewardScorer(model, tokenizer, {"max_length": config.max_length}, batch_size=max(8, 2 * config.batch_size))
+    scorer = RewardScorer(
+        model, tokenizer, {"max_length": config.max_length}, batch_size=max(8, 2 * config.batch_size),
+        packing=config.packing,
+    )
     chosen, rejected = scorer.score_pairs(pairs, progress="eval" if config.progress else None)
     return {"accuracy": pairwise_accuracy(chosen, rejected), "n": len(pairs)}
 
@@ -239,6 +243,14 @@ def train(
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model: RewardModel = accelerator.unwrap_model(model)
     reference = make_reference(raw_model, config.lora) if loss_config.needs_reference else None
+    # Packed batches (prompt computed once, no padding) give the same losses as padded ones, faster.
+    unpackable = packing_unsupported_reason(raw_model.causal_lm) if config.packing else None
+    if unpackable:
+        echo(f"packing unavailable ({unpackable}); training on padded batches")
+    if config.packing and not unpackable:
+        collate, batch_loss = collate_packed_pairs, compute_packed_batch_loss
+    else:
+        collate, batch_loss = (lambda items: collate_pairs(items, tokenizer.pad_token_id)), compute_batch_loss
 
     # 4. the loop
     model.train()
@@ -257,11 +269,11 @@ def train(
                 train_data, state.step * config.grad_accum + micro, config.batch_size, config.seed,
                 accelerator.process_index, accelerator.num_processes, order_cache,
             )
-            batch = collate_pairs(items, tokenizer.pad_token_id).to(accelerator.device)
-            tokens_seen += int(batch.attention_mask.sum())
+            batch = collate(items).to(accelerator.device)
+            tokens_seen += batch.sequence_tokens
             last = micro == config.grad_accum - 1
             with (nullcontext() if last else accelerator.no_sync(model)), accelerator.autocast():
-                breakdown = compute_batch_loss(raw_model, batch, loss_config, reference)
+                breakdown = batch_loss(raw_model, batch, loss_config, reference)
                 accelerator.backward(breakdown.total / config.grad_accum)
             window.append(breakdown)
         if config.max_grad_norm:

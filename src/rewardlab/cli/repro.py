@@ -1,0 +1,115 @@
+"""`rewardlab repro grm`: argument parsing only; the work happens in `rewardlab.repro`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _layers(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of layers or 'all', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more layers, got {value}")
+    return value
+
+
+def _limit(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pairs or 'none', got {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `repro` and its `grm` experiment."""
+    from rewardlab.repro.config import BUDGET_NOTE, ReproConfig
+    from rewardlab.repro.methods import METHODS
+
+    defaults = ReproConfig()
+    group = subparsers.add_parser("repro", help="reproduce paper experiments in miniature")
+    experiments = group.add_subparsers(dest="experiment", required=True)
+    p = experiments.add_parser(
+        "grm",
+        help="GRM paper Table 1 in miniature: BT baselines vs GRM, in and out of distribution",
+        description=(
+            "Train BT, BT+margin (where the data has margins), BT+label smoothing, GRM with DPO-noref and GRM "
+            "with SFT (linear and MLP heads) on the same pairs and seeds; evaluate each on a held-out part of "
+            "the training source and on out-of-distribution suites; write report.md (accuracy tables with 95% "
+            "intervals, mean over seeds), report.json and accuracy.png to --out. Resumable: rerun the same "
+            "command after an interruption and finished trainings and evaluations are reused. "
+            + BUDGET_NOTE
+        ),
+    )
+    p.add_argument("--out", default=defaults.out, help="output folder (default: %(default)s)")
+    p.add_argument("--model", default=defaults.model, help="base model: smollm2-135m, tiny-random, a hub id or a path (default: %(default)s)")
+    p.add_argument(
+        "--train-data", dest="train_data", default=defaults.train_data,
+        help="hh-rlhf-harmless (the hh-rlhf harmless-base test file under the data root), synthetic, or any data spec "
+             "`rewardlab train --data` accepts (default: %(default)s)",
+    )
+    p.add_argument("--train-pairs", dest="train_pairs", type=int, default=defaults.train_pairs, help="training pairs (default: %(default)s)")
+    p.add_argument("--heldout-pairs", dest="heldout_pairs", type=int, default=defaults.heldout_pairs,
+                   help="pairs of the training source held out for the in-distribution column (default: %(default)s)")
+    p.add_argument("--data-seed", dest="data_seed", type=int, default=defaults.data_seed, help="seed of the train/held-out split")
+    p.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps per model (default: %(default)s)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=defaults.batch_size, help="pairs per step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (default: %(default)s)")
+    p.add_argument("--alpha", type=float, default=defaults.alpha, help="GRM regularizer weight α (default: %(default)s)")
+    p.add_argument("--beta", type=float, default=defaults.beta, help="β inside the SFT/DPO regularizers (default: %(default)s)")
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, default=defaults.label_smoothing,
+                   help="ε of BT + label smoothing (default: %(default)s)")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (r=32, α=64, q,k,v,o) instead of the top layers")
+    p.add_argument("--trainable-top-layers", dest="trainable_top_layers", type=_layers, default=argparse.SUPPRESS,
+                   help=f"train only the top N decoder layers ('all' = full fine-tuning; default: {defaults.trainable_top_layers})")
+    p.add_argument("--max-length", dest="max_length", type=int, default=defaults.max_length,
+                   help="training pairs with a side longer than this many tokens are dropped (default: %(default)s)")
+    p.add_argument("--eval-max-length", dest="eval_max_length", type=int, default=defaults.eval_max_length,
+                   help="scoring length; longer prompts are cut from the left (default: %(default)s)")
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision for training (GPUs)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds), help="training seeds (default: 0 1)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), metavar="METHOD",
+                   help=f"methods to train: {', '.join(METHODS)} (default: all)")
+    p.add_argument("--suites", nargs="+", metavar="SUITE",
+                   help="out-of-distribution suites: offline, synthetic-ood (default: offline; plus synthetic-ood when "
+                        "training on synthetic data)")
+    p.add_argument("--eval-limit", dest="eval_limit", type=_limit, default=defaults.eval_limit,
+                   help="use at most the first N pairs of each suite dataset, or 'none' (default: %(default)s)")
+    p.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, default=defaults.eval_batch_size)
+    p.add_argument("--data-root", dest="data_root", help="folder with the shared data files (default: ../shared/data)")
+    p.add_argument("--device", help="scoring device: cpu, cuda, … (default: cuda if available)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for torch (default: torch's choice); on a CPU shared with other jobs, 1 avoids "
+                        "oversubscription, which can slow training several-fold")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars while scoring")
+    p.set_defaults(func=_run_grm)
+
+
+def _run_grm(args: argparse.Namespace) -> int:
+    from rewardlab.data.loaders import DataError
+    from rewardlab.models.registry import ModelLoadError
+    from rewardlab.repro.config import ReproConfig
+    from rewardlab.repro.workflow import run_repro_grm
+
+    layers = getattr(args, "trainable_top_layers", None if args.lora else ReproConfig.trainable_top_layers)
+    try:
+        config = ReproConfig(
+            out=args.out, model=args.model, train_data=args.train_data, train_pairs=args.train_pairs,
+            heldout_pairs=args.heldout_pairs, data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size,
+            lr=args.lr, alpha=args.alpha, beta=args.beta, label_smoothing=args.label_smoothing, lora=args.lora,
+            trainable_top_layers=layers, max_length=args.max_length, eval_max_length=args.eval_max_length, bf16=args.bf16,
+            seeds=tuple(args.seeds), methods=tuple(args.methods), suites=tuple(args.suites) if args.suites else None,
+            eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size, data_root=args.data_root, device=args.device,
+            threads=args.threads,
+        )
+        run_repro_grm(config, progress=args.progress)
+    except (DataError, ValueError, OSError, ModelLoadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
