@@ -55,6 +55,10 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-steps", dest="save_steps", type=int, help="checkpoint every N optimizer steps")
     p.add_argument("--seed", type=int)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--packing", action=argparse.BooleanOptionalAction, default=None,
+        help="run each pair as one padding-free [prompt, chosen, rejected] row (default on; same losses as padding)",
+    )
     p.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint in --output")
     p.set_defaults(func=_run_train)
 
@@ -62,7 +66,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 _TRAIN_FIELDS = (
     "model", "data", "output", "eval_data", "loss", "reg", "alpha", "beta", "label_smoothing", "center_coefficient",
     "head", "lora", "lora_r", "lora_alpha", "trainable_top_layers", "epochs", "max_steps", "batch_size", "grad_accum",
-    "lr", "max_length", "truncation", "train_limit", "eval_limit", "eval_interval", "save_steps", "seed", "bf16", "resume",
+    "lr", "max_length", "truncation", "train_limit", "eval_limit", "eval_interval", "save_steps", "seed", "bf16", "packing",
+    "resume",
 )
 
 
