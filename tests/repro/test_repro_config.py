@@ -80,7 +80,7 @@ def test_identity_differences_name_each_changed_setting():
     stored = {k: list(v) if isinstance(v, tuple) else v for k, v in ReproConfig().identity().items()}
     assert identity_differences(stored, ReproConfig(methods=("bt",), seeds=(7,)).identity()) == []
     diffs = identity_differences(stored, ReproConfig(steps=3, lr=0.5).identity())
-    assert diffs == ["steps: 40 -> 3", "lr: 0.0001 -> 0.5"]
+    assert diffs == ["steps: 32 -> 3", "lr: 0.0001 -> 0.5"]
 
 
 def test_cli_reports_bad_input_as_a_clear_error(tmp_path, capsys):
