@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from rewardlab import __version__
 from rewardlab.envs.environments import make_environment
 from rewardlab.envs.episode import run_episode
 from rewardlab.envs.runner import run_episodes
+from rewardlab.machine import describe_machine
 from rewardlab.envs.sandbox import make_sandbox
 from rewardlab.policies import ScriptedPolicy
 
@@ -41,24 +41,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def machine_description() -> dict[str, str]:
-    """Versions and hardware, printed with the numbers."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """Versions and hardware, plus the sandbox's bubblewrap version and whether we run as root."""
     try:
         bwrap = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         bwrap = "not installed"
-    return {
-        "rewardlab": __version__, "python": platform.python_version(), "bubblewrap": bwrap,
-        "kernel": platform.release(), "cpu": cpu, "cpu_cores": str(os.cpu_count()),
-        "running_as_root": str(os.geteuid() == 0),
-    }
+    return {**describe_machine(()), "bubblewrap": bwrap, "kernel": platform.release(),
+            "running_as_root": str(os.geteuid() == 0)}
 
 
 def time_sequential(kind: str, policy_name: str, episodes: int) -> dict[str, list[float]]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,31 +22,10 @@ from pathlib import Path
 
 import torch
 
+from rewardlab.machine import hardware, package_versions
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "anthropic-hh-rlhf" / "harmless-base-test.jsonl.gz"
-
-
-def hardware() -> dict[str, str]:
-    info = {"platform": platform.platform(), "cpu_count": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads())}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        info["cpu"] = platform.processor() or platform.machine()
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def versions() -> dict[str, str]:
-    import transformers
-
-    from rewardlab import __version__
-
-    return {"rewardlab": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-            "transformers": transformers.__version__}
 
 
 def build_model(base: str, folder: Path) -> Path:
@@ -127,7 +104,7 @@ def main() -> int:
         "pipeline_pairs_per_s": len(items) / pipeline_seconds,
         "speedup": pipeline_seconds / our_seconds,
         "max_abs_score_difference": max(abs(a - b) for a, b in comparable) if comparable else None,
-        "versions": versions(),
+        "versions": package_versions(("torch", "transformers")),
         "hardware": hardware(),
     }
     print(f"pairs: {result['pairs']} from {args.data} (batch size {args.batch_size}, {result['device']}, {result['dtype']})")

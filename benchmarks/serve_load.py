@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from rewardlab.machine import describe_machine
 from rewardlab.serve.metrics import parse_exposition, quantile
 
 HOST = "127.0.0.1"
@@ -243,36 +243,11 @@ def format_row(r: LevelResult) -> str:
 
 def environment(device: str | None) -> dict[str, Any]:
     """Versions and hardware, so numbers can be compared only with their like."""
-    import fastapi
     import torch
-    import transformers
-    import uvicorn
 
-    import rewardlab
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "python": platform.python_version(),
-        "rewardlab": getattr(rewardlab, "__version__", "unknown"),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "fastapi": fastapi.__version__,
-        "uvicorn": uvicorn.__version__,
-        "httpx": httpx.__version__,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpu": gpu,
-        "device_requested": device or ("cuda" if gpu else "cpu"),
-    }
+    info: dict[str, Any] = describe_machine(("torch", "transformers", "fastapi", "uvicorn", "httpx"))
+    info["device_requested"] = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -41,6 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from rewardlab.machine import hardware, package_versions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "anthropic-hh-rlhf" / "harmless-base-test.jsonl.gz"
@@ -59,37 +60,6 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
-
-
-def hardware() -> dict[str, str]:
-    info = {"platform": platform.platform(), "cpu_count": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads())}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["memory"] = f"{int(line.split()[1]) / 2**20:.1f} GiB"
-                break
-    except OSError:
-        info["cpu"] = platform.processor() or platform.machine()
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def versions() -> dict[str, str]:
-    import accelerate
-    import peft
-    import transformers
-    import trl
-
-    from rewardlab import __version__
-
-    return {"rewardlab": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
-            "transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__,
-            "accelerate": accelerate.__version__}
 
 
 def matmul_ceiling(seconds: float = 3.0) -> float:
@@ -448,10 +418,10 @@ def main() -> int:
         for repeat in range(args.repeats):
             for name in configs:
                 out = Path(scratch) / f"{name}-{repeat}.json"
-                command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--data-file", str(data_file),
-                           "--out", str(out), "--model", args.model, "--batch-size", str(args.batch_size),
-                           "--max-length", str(args.max_length), "--steps", str(args.steps), "--warmup",
-                           str(args.warmup), "--lr", str(args.lr)]
+                command = [sys.executable, str(Path(__file__).resolve()), "--child", name,
+                           "--data-file", str(data_file), "--out", str(out), "--model", args.model,
+                           "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+                           "--steps", str(args.steps), "--warmup", str(args.warmup), "--lr", str(args.lr)]
                 command += (["--bf16"] if args.bf16 else []) + (["--profile"] if args.profile else [])
                 command += ["--threads", str(args.threads)] if args.threads else []
                 before = load_average()
@@ -462,7 +432,8 @@ def main() -> int:
                     raise SystemExit(f"configuration {name} failed (exit {completed.returncode})")
                 raw = json.loads(out.read_text())
                 if "peak_rss_mib" not in raw:
-                    raise SystemExit(f"configuration {name} did not reach its last step: {raw}\n{completed.stdout[-3000:]}")
+                    raise SystemExit(f"configuration {name} did not reach its last step: {raw}\n"
+                                     f"{completed.stdout[-3000:]}")
                 raw["load_before"], raw["load_after"] = before, load_average()
                 raw_runs[name].append(raw)
                 print(f"  {name} (run {repeat + 1}): {time.perf_counter() - started:.0f}s wall, "
@@ -526,7 +497,8 @@ def main() -> int:
     for r in trl_checks:
         print(f"{r['config']}: TRL kept {r['trl_kept_pairs']} of {data_info['used']} pairs; its token ids equal "
               f"rewardlab's rendering for {r['token_ids_equal_rewardlab']} of them")
-    info = {"versions": versions(), "hardware": hardware(), "load_average_end": load_average()}
+    info = {"versions": package_versions(("torch", "transformers", "trl", "peft", "accelerate")),
+            "hardware": hardware(), "load_average_end": load_average()}
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     print("hardware: " + ", ".join(f"{k}: {v}" for k, v in info["hardware"].items()))
     print(f"load average at end: {info['load_average_end']}")

@@ -24,6 +24,7 @@ from rewardlab import __version__
 from rewardlab.data.loaders import load_pairs
 from rewardlab.data.pair import PreferencePair
 from rewardlab.evaluate.stats import wilson_interval
+from rewardlab.files import save_figure_atomic, write_json_atomic, write_text_atomic
 from rewardlab.scoring import RewardScorer
 from rewardlab.train.config import TrainConfig
 from rewardlab.train.loop import train
@@ -144,10 +145,10 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        save_figure_atomic(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def run_demo(config: DemoConfig, echo=print) -> dict[str, Any]:
@@ -200,12 +201,10 @@ def run_demo(config: DemoConfig, echo=print) -> dict[str, Any]:
             f"![accuracy]({plot_path.name})",
         ]
     )
-    (out / "report.md").write_text(report + "\n", encoding="utf-8")
+    write_text_atomic(out / "report.md", report + "\n")
     payload = {"results": results, "timings_s": timings, "wall_time_s": round(wall, 1), "environment": environment,
                "config": asdict(config)}
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    os.replace(tmp, out / "report.json")
+    write_json_atomic(out / "report.json", payload)
     echo("\n" + table)
     echo("\n" + groups)
     echo(f"\nwall time {wall / 60:.1f} min; report: {out / 'report.md'}, plot: {plot_path}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from rewardlab.data.loaders import LoadReport, load_pairs
+from rewardlab.files import write_text_atomic
 from rewardlab.scoring import RewardScorer, pairwise_accuracy
 
 
@@ -36,11 +36,7 @@ def score_file(scorer: RewardScorer, spec: str, *, out: str | Path | None = None
     if out is None:
         sys.stdout.write(text)
     else:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        write_text_atomic(Path(out), text)
     ties = sum(c == r for c, r in zip(chosen, rejected))
     return (
         f"scored {len(pairs)} pairs from {spec} ({report.summary()}): "

@@ -18,7 +18,8 @@ from rewardlab.models.lora import apply_lora
 from rewardlab.train.batches import collate_pairs, tokenize_pairs
 from rewardlab.train.config import TrainConfig
 from rewardlab.train.loop import compute_batch_loss, make_reference, train
-from rewardlab.train.packing import collate_packed_pairs, compute_packed_batch_loss, pair_logprobs
+from rewardlab.train.packing import collate_packed_pairs
+from rewardlab.train.step import pair_logprobs
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,7 +70,7 @@ def loss_and_grads(loss_config: LossConfig, lora: bool, packed: bool, margins: b
     items = tokenized(tokenizer, margins)
     reference = make_reference(model, lora) if loss_config.needs_reference else None
     if packed:
-        breakdown = compute_packed_batch_loss(model, collate_packed_pairs(items), loss_config, reference)
+        breakdown = compute_batch_loss(model, collate_packed_pairs(items), loss_config, reference)
     else:
         breakdown = compute_batch_loss(model, collate_pairs(items, tokenizer.pad_token_id), loss_config, reference)
     breakdown.total.backward()
@@ -124,7 +125,7 @@ def test_prompt_left_truncation_with_different_prompts_still_matches():
     assert items and any(i.chosen_ids[: i.chosen_start] != i.rejected_ids[: i.rejected_start] for i in items)
     loss_config = LossConfig(reg="sft", alpha=0.5)
     padded = compute_batch_loss(model, collate_pairs(items, tokenizer.pad_token_id), loss_config)
-    packed = compute_packed_batch_loss(model, collate_packed_pairs(items), loss_config)
+    packed = compute_batch_loss(model, collate_packed_pairs(items), loss_config)
     torch.testing.assert_close(packed.total, padded.total, atol=1e-5, rtol=1e-5)
 
 

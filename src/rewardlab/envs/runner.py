@@ -27,10 +27,10 @@ from rewardlab.envs.records import (
     load_episodes,
     read_run_settings,
     repair_tail,
-    write_json_atomic,
 )
 from rewardlab.envs.records import RUN_FILE as RUN_SETTINGS_FILE
 from rewardlab.envs.sandbox.base import Sandbox
+from rewardlab.files import write_json_atomic
 from rewardlab.policies.base import Policy
 
 
@@ -67,7 +67,7 @@ def _check_run_settings(out_dir: Path, policy_spec: str, sandbox_kind: str, max_
             raise RunFolderError(f"{out_dir / RUN_SETTINGS_FILE} ran {env.name} with {env_settings[env.name]}, "
                                  f"not {settings}; use a different --out folder")
         env_settings[env.name] = settings
-    write_json_atomic(out_dir / RUN_SETTINGS_FILE, {
+    write_json_atomic(out_dir / RUN_SETTINGS_FILE, sort_keys=True, data={
         "policy": policy_spec, "sandbox": sandbox_kind, "max_commands": max_commands,
         "environments": env_settings, "rewardlab_version": __version__,
     })

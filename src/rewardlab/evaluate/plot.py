@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from rewardlab.evaluate.metrics import DATASET, SUBSET, Row  # noqa: E402
 from rewardlab.evaluate.runner import EvalResult  # noqa: E402
+from rewardlab.files import save_figure_atomic  # noqa: E402
 
 
 def plotted_rows(rows: list[Row]) -> list[Row]:
@@ -52,15 +51,8 @@ def plot_accuracy(result: EvalResult, path: str | Path) -> Path:
     axes.legend(fontsize=8)
     figure.tight_layout()
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".png")
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=120)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        save_figure_atomic(figure, target)
     finally:
         plt.close(figure)
     return target

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import sys
 from pathlib import Path
 from typing import Any
 
 from rewardlab.evaluate.metrics import DATASET, OVERALL, POOLED_LABEL, SECTION, Row
-from rewardlab.evaluate.runner import EvalResult, write_text_atomic
+from rewardlab.evaluate.runner import EvalResult
 from rewardlab.evaluate.stats import WEIGHTED_METHOD, WILSON_METHOD
+from rewardlab.files import write_text_atomic
+from rewardlab.machine import describe_machine
 
 RULE = (
     "An item is correct iff reward(chosen) > reward(rejected), strictly; for best-of-N items the chosen "
@@ -64,22 +64,7 @@ def _label(row: Row) -> str:
 
 def environment() -> dict[str, str]:
     """Versions and hardware, so a report says where its numbers (and speeds) come from."""
-    import torch
-    import transformers
-
-    from rewardlab import __version__
-
-    info = {
-        "rewardlab": __version__,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return describe_machine()
 
 
 def to_markdown(result: EvalResult) -> str:

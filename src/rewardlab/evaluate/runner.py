@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from rewardlab.evaluate.formats import EvalDataset
 from rewardlab.evaluate.items import EvalItem, Outcome, judge
 from rewardlab.evaluate.metrics import Row, summarize
 from rewardlab.evaluate.scorers import Scorer, load_scorer
+from rewardlab.files import write_text_atomic
 
 CHUNK_CONVERSATIONS = 256
 CACHE_VERSION = 1
@@ -62,19 +61,6 @@ class EvalResult:
 
     datasets: list[EvalDataset]
     models: list[ModelResult]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _fingerprint(scorer_info: dict[str, Any], conversations: Sequence[tuple[Any, str]]) -> str:

@@ -270,7 +270,8 @@ def segment_attention_forward(
     repeats = getattr(module, "num_key_value_groups", 1)
     if repeats > 1:
         key, value = repeat_kv(key, repeats), repeat_kv(value, repeats)
-    # split (not slicing): its backward is one concatenation, where slices would each scatter into a full-size zero tensor
+    # split, not slicing: its backward is one concatenation, while each slice's backward would
+    # scatter into a zero tensor of the full row
     lengths = [span.length for span in layout.groups]
     outputs = [
         F.scaled_dot_product_attention(q, k, v, attn_mask=span.mask, dropout_p=dropout, scale=scaling,

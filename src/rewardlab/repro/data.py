@@ -20,7 +20,7 @@ from typing import Any
 from rewardlab.data.loaders import DataError, LoadReport, load_pairs
 from rewardlab.data.pair import PreferencePair
 from rewardlab.data.render import render_pairs
-from rewardlab.repro.files import write_text_atomic
+from rewardlab.files import write_text_atomic
 from rewardlab.evaluate.suites import default_data_root
 from rewardlab.repro.config import HH_RLHF_HARMLESS_FILE, TRAIN_DATA_ALIASES, ReproConfig
 

@@ -24,7 +24,7 @@ from rewardlab.evaluate.runner import evaluate_scorer
 from rewardlab.evaluate.scorers import RewardModelScorer
 from rewardlab.evaluate.suites import load_suite
 from rewardlab.repro.data import PreparedSplit, pair_key
-from rewardlab.repro.files import write_text_atomic
+from rewardlab.files import write_text_atomic
 
 ID_DATASET = "in-distribution"
 # Suite datasets that are in-distribution whenever the training spec names the same corpus

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardlab.repro.files import write_text_atomic
+from rewardlab.files import save_figure_atomic, write_text_atomic
 from rewardlab.repro.analysis import OOD_MEAN, Analysis
 from rewardlab.repro.config import ReproConfig
 from rewardlab.repro.evaluation import ID_DATASET, EvalPlan
@@ -248,14 +247,8 @@ def plot(analysis: Analysis, methods: Sequence[Method], plan: EvalPlan, path: Pa
     axes.set_title("GRM vs BT baselines, in and out of distribution")
     axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        figure.savefig(temporary, dpi=120)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        save_figure_atomic(figure, path)
     finally:
         plt.close(figure)
     return path

@@ -9,7 +9,6 @@ rebuilt from what is on disk. Rerunning the same command after an interruption f
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rewardlab.repro.files import write_text_atomic
+from rewardlab.machine import describe_machine
+from rewardlab.files import write_text_atomic
 from rewardlab.repro.analysis import Analysis, analyze, model_name
 from rewardlab.repro.config import ReproConfig, identity_differences
 from rewardlab.repro.data import prepare_split
@@ -92,29 +92,7 @@ class Progress:
 
 def environment() -> dict[str, str]:
     """Versions and hardware for the report."""
-    import torch
-
-    from rewardlab.evaluate.report import environment as eval_environment
-
-    info = eval_environment()
-    model = _cpu_model()
-    if model:
-        info["cpu"] = model
-    info["cpu cores"] = str(os.cpu_count())
-    info["torch threads"] = str(torch.get_num_threads())
-    return info
-
-
-def _cpu_model() -> str | None:
-    """The processor's marketing name from /proc/cpuinfo (Linux), else None."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("model name") and ":" in line:
-            return line.split(":", 1)[1].strip()
-    return None
+    return describe_machine(("torch", "transformers", "peft"))
 
 
 def _is_finished(run_dir: Path) -> bool:

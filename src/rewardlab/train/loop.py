@@ -6,7 +6,7 @@
 4. for each optimizer step: forward chosen+rejected together, reward loss on the two rewards,
    regularizer on log-probs of the response tokens, ``(1-α)·reward + α·reg``, backward, step
    (``packing``, the default: each pair runs as one padding-free [prompt, chosen, rejected] row,
-   see `train/packing.py`; same losses as the padded `compute_batch_loss` below, less compute);
+   see `train/packing.py`; `train/step.py:compute_batch_loss` takes either batch kind);
 5. checkpoint periodically (atomic, resumable), evaluate periodically, save the final model.
 
 Runs unchanged under ``accelerate launch`` (DDP): each process takes its share of every global batch.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shutil
 import time
 from collections import Counter
@@ -36,7 +35,8 @@ from transformers import get_cosine_schedule_with_warmup
 from rewardlab import __version__
 from rewardlab.data.loaders import LoadReport, load_pairs
 from rewardlab.data.pair import PreferencePair
-from rewardlab.losses import LossBreakdown, LossConfig, grm_loss
+from rewardlab.files import write_json_atomic
+from rewardlab.losses import LossBreakdown
 from rewardlab.models.heads import HeadConfig
 from rewardlab.models.lora import apply_lora, freeze_lower_layers
 from rewardlab.models.packed import packing_unsupported_reason
@@ -47,7 +47,8 @@ from rewardlab.scoring import RewardScorer, pairwise_accuracy
 from rewardlab.train.batches import PairBatch, TokenizedPair, collate_pairs, tokenize_pairs
 from rewardlab.train.checkpoint import CHECKPOINT_DIR, TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from rewardlab.train.config import TrainConfig
-from rewardlab.train.packing import PackedPairBatch, collate_packed_pairs, compute_packed_batch_loss, pair_logprobs
+from rewardlab.train.packing import PackedPairBatch, collate_packed_pairs
+from rewardlab.train.step import compute_batch_loss, pair_logprobs
 
 METRICS_FILE = "metrics.json"
 
@@ -117,38 +118,6 @@ def _micro_batch(
     return [data[i] for i in order[start : start + batch_size]]
 
 
-def compute_batch_loss(
-    model: RewardModel,
-    batch: PairBatch,
-    loss_config: LossConfig,
-    reference: Callable[[PairBatch], tuple[torch.Tensor, torch.Tensor]] | None = None,
-) -> LossBreakdown:
-    """One forward pass over chosen+rejected, then the configured GRM loss."""
-    out = model(batch.input_ids, batch.attention_mask)
-    n = batch.num_pairs
-    chosen_rewards, rejected_rewards = out.rewards[:n], out.rewards[n:]
-    chosen_logps = rejected_logps = ref_chosen = ref_rejected = None
-    if loss_config.needs_rejected_logps:
-        logps = model.response_logprobs(out.hidden_states, batch.input_ids, batch.response_mask)
-        chosen_logps, rejected_logps = logps[:n], logps[n:]
-    elif loss_config.needs_chosen_logps:
-        # The SFT regularizers only need chosen responses: never compute LM logits for rejected ones.
-        chosen_logps = model.response_logprobs(out.hidden_states[:n], batch.input_ids[:n], batch.response_mask[:n])
-    if loss_config.needs_reference:
-        assert reference is not None
-        ref_chosen, ref_rejected = reference(batch)
-    return grm_loss(
-        loss_config,
-        chosen_rewards,
-        rejected_rewards,
-        margin=batch.margin,
-        chosen_logps=chosen_logps,
-        rejected_logps=rejected_logps,
-        ref_chosen_logps=ref_chosen,
-        ref_rejected_logps=ref_rejected,
-    )
-
-
 def make_reference(
     model: RewardModel, lora: bool
 ) -> Callable[[PairBatch | PackedPairBatch], tuple[torch.Tensor, torch.Tensor]]:
@@ -172,12 +141,6 @@ def evaluate_accuracy(model: RewardModel, tokenizer: Any, config: TrainConfig, p
     )
     chosen, rejected = scorer.score_pairs(pairs, progress="eval" if config.progress else None)
     return {"accuracy": pairwise_accuracy(chosen, rejected), "n": len(pairs)}
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def train(
@@ -248,9 +211,9 @@ def train(
     if unpackable:
         echo(f"packing unavailable ({unpackable}); training on padded batches")
     if config.packing and not unpackable:
-        collate, batch_loss = collate_packed_pairs, compute_packed_batch_loss
+        collate = collate_packed_pairs
     else:
-        collate, batch_loss = (lambda items: collate_pairs(items, tokenizer.pad_token_id)), compute_batch_loss
+        collate = lambda items: collate_pairs(items, tokenizer.pad_token_id)  # noqa: E731
 
     # 4. the loop
     model.train()
@@ -273,7 +236,7 @@ def train(
             tokens_seen += batch.sequence_tokens
             last = micro == config.grad_accum - 1
             with (nullcontext() if last else accelerator.no_sync(model)), accelerator.autocast():
-                breakdown = batch_loss(raw_model, batch, loss_config, reference)
+                breakdown = compute_batch_loss(raw_model, batch, loss_config, reference)
                 accelerator.backward(breakdown.total / config.grad_accum)
             window.append(breakdown)
         if config.max_grad_norm:
@@ -329,7 +292,7 @@ def train(
     if accelerator.is_main_process:
         raw_model.eval()
         save_reward_model(raw_model, tokenizer, output, saved_settings(config))
-        _write_json_atomic(output / METRICS_FILE, metrics)
+        write_json_atomic(output / METRICS_FILE, metrics)
         shutil.rmtree(output / CHECKPOINT_DIR, ignore_errors=True)  # the finished model supersedes them
     accelerator.wait_for_everyone()
     if final_eval is not None:

@@ -58,7 +58,7 @@ def load_hhh_bigbench(path: str | Path, *, report: LoadReport | None = None) -> 
             text = require_str(record, "input", location)
             scores = require(record, "target_scores", location)
             if not isinstance(scores, Mapping):
-                raise DataError(location, f"field 'target_scores' must be an object {{response: score}}")
+                raise DataError(location, "field 'target_scores' must be an object {response: score}")
             scored: list[tuple[str, float]] = []
             for response, score in scores.items():
                 if not isinstance(score, (int, float)) or isinstance(score, bool):
