@@ -22,13 +22,7 @@ from rewardlab.train.packing import collate_packed_pairs
 from rewardlab.train.step import pair_logprobs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, especially on a shared, busy CPU; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.cache
