@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
+from rewardlab.models.layers import decoder_layers, final_norm
 from rewardlab.models.reward_model import RewardModel, unwrap_causal_lm
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-_LAYER_LIST_NAMES = ("layers", "h", "blocks", "block")
-_FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_layer_norm")
 
 
 @dataclass(frozen=True)
@@ -66,23 +65,6 @@ def apply_lora(
     return reward_model
 
 
-def _decoder_layers(decoder: nn.Module) -> nn.ModuleList:
-    for name in _LAYER_LIST_NAMES:
-        candidate = getattr(decoder, name, None)
-        if isinstance(candidate, nn.ModuleList):
-            return candidate
-    raise ValueError(f"cannot find the list of decoder layers in {type(decoder).__name__} "
-                     f"(looked for attributes {_LAYER_LIST_NAMES})")
-
-
-def _final_norm(decoder: nn.Module) -> nn.Module | None:
-    for name in _FINAL_NORM_NAMES:
-        candidate = getattr(decoder, name, None)
-        if isinstance(candidate, nn.Module):
-            return candidate
-    return None
-
-
 def freeze_lower_layers(reward_model: RewardModel, trainable_top_layers: int) -> RewardModel:
     """Train only the top `trainable_top_layers` decoder layers, the final norm and the reward head.
 
@@ -93,7 +75,7 @@ def freeze_lower_layers(reward_model: RewardModel, trainable_top_layers: int) ->
     if isinstance(reward_model.backbone, PeftModel):
         raise ValueError("freeze_lower_layers cannot be combined with LoRA; use one or the other")
     decoder = unwrap_causal_lm(reward_model.backbone).get_decoder()
-    layers = _decoder_layers(decoder)
+    layers = decoder_layers(decoder)
     if not 0 <= trainable_top_layers <= len(layers):
         raise ValueError(f"trainable_top_layers must be between 0 and {len(layers)} "
                          f"(the model has {len(layers)} decoder layers), got {trainable_top_layers}")
@@ -102,7 +84,7 @@ def freeze_lower_layers(reward_model: RewardModel, trainable_top_layers: int) ->
     for layer in layers[len(layers) - trainable_top_layers:]:
         for parameter in layer.parameters():
             parameter.requires_grad_(True)
-    norm = _final_norm(decoder)
+    norm = final_norm(decoder)
     if norm is not None:
         for parameter in norm.parameters():
             parameter.requires_grad_(True)

@@ -19,6 +19,7 @@ like ``sdpa`` unless a packed layout is passed, so the padded path is unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,8 @@ from transformers import PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
+
+from rewardlab.models.layers import decoder_span
 
 SEGMENT_ATTENTION = "rewardlab_segments"
 LAYOUT_KWARG = "rewardlab_packed_layout"
@@ -319,15 +322,33 @@ def enable_segment_attention(causal_lm: PreTrainedModel) -> None:
                 f"{type(causal_lm).__name__} did not accept a custom attention implementation")
 
 
-def packed_hidden_states(causal_lm: PreTrainedModel, packed: PackedSequences) -> torch.Tensor:
-    """Final hidden states [N, H] of the packed row, from the decoder body (no logits)."""
+def packed_hidden_states(
+    causal_lm: PreTrainedModel,
+    packed: PackedSequences,
+    *,
+    from_layer: int = 0,
+    start_states: torch.Tensor | None = None,
+    to_layer: int | None = None,
+) -> torch.Tensor:
+    """Hidden states [N, H] of the packed row from the decoder body (no logits).
+
+    By default the final (post-norm) states of a full pass. ``to_layer=k`` stops after the first
+    ``k`` layers (no final norm): the states layer ``k`` reads. ``from_layer=k`` with those
+    ``start_states`` runs the rest; both halves together equal one full pass.
+    """
     enable_segment_attention(causal_lm)
+    if (from_layer == 0) != (start_states is None):
+        raise ValueError("start_states are needed exactly when from_layer > 0")
     decoder = causal_lm.get_decoder()
-    output = decoder(
-        input_ids=packed.input_ids,
-        attention_mask=torch.ones_like(packed.input_ids),  # no padding: lets the mask builder skip its mask
-        position_ids=packed.position_ids,
-        use_cache=False,
-        **{LAYOUT_KWARG: packed.layout},
-    )
+    inputs = {"input_ids": packed.input_ids} if start_states is None else {"inputs_embeds": start_states[None]}
+    span = nullcontext() if from_layer == 0 and to_layer is None else decoder_span(
+        decoder, from_layer, to_layer, apply_final_norm=to_layer is None)
+    with span:
+        output = decoder(
+            **inputs,
+            attention_mask=torch.ones_like(packed.input_ids),  # no padding: lets the mask builder skip its mask
+            position_ids=packed.position_ids,
+            use_cache=False,
+            **{LAYOUT_KWARG: packed.layout},
+        )
     return output.last_hidden_state[0]

@@ -207,12 +207,16 @@ class RewardModel(nn.Module):
         """Summed log π of the tokens marked by `response_mask` ([B, T]) → [B] float32."""
         return sequence_logprobs(self.backbone, hidden_states, input_ids, response_mask)
 
-    def forward_packed(self, packed: PackedSequences) -> RewardOutput:
+    def forward_packed(
+        self, packed: PackedSequences, lower_states: torch.Tensor | None = None, lower_layers: int = 0
+    ) -> RewardOutput:
         """Rewards [S] of packed sequences (see `models.packed`); `hidden_states` is the row [N, H].
 
         Equal to `forward` on the same sequences padded, with shared prefixes computed once.
+        ``lower_states`` are the row's outputs of the bottom ``lower_layers`` layers, already
+        computed (frozen layers, `train/frozen_cache.py`): only the layers above them run.
         """
-        hidden_states = packed_hidden_states(self.causal_lm, packed)
+        hidden_states = packed_hidden_states(self.causal_lm, packed, from_layer=lower_layers, start_states=lower_states)
         rewards = self.head(hidden_states[packed.last_index]).float()
         return RewardOutput(rewards=rewards, hidden_states=hidden_states)
 

@@ -143,6 +143,7 @@ def _run(
     config: ReproConfig, echo: Callable[[str], None], progress: bool, after_model: Callable[[str], None] | None
 ) -> ReproResult:
     from rewardlab.models.registry import load_tokenizer
+    from rewardlab.train.frozen_cache import FrozenLayerCache
     from rewardlab.train.loop import train
 
     out_dir = Path(config.out)
@@ -177,6 +178,7 @@ def _run(
     trained_now: list[str] = []
     evaluated_now: list[str] = []
     pace = Pace()
+    frozen_cache = FrozenLayerCache()  # every model trains on the same pairs: frozen layers run once per pair
     for number, (method, seed) in enumerate(todo, start=1):
         began = time.perf_counter()
         name, run_dir = model_name(method.name, seed), run_dirs[(method.name, seed)]
@@ -185,7 +187,8 @@ def _run(
         if _is_finished(run_dir):
             echo(f"{run_dir}: already trained")
         else:
-            train(config.train_config(method.name, seed, split.train_file, run_dir), echo=echo, progress_desc=f"train {name}")
+            train(config.train_config(method.name, seed, split.train_file, run_dir), echo=echo,
+                  progress_desc=f"train {name}", frozen_cache=frozen_cache)
             pace.train_seconds.append(time.perf_counter() - began)
             tracker.add(name, "train_s", pace.train_seconds[-1])
             trained_now.append(name)

@@ -50,6 +50,7 @@ class TrainConfig:
     max_grad_norm: float = 5.0
     bf16: bool = False
     packing: bool = True  # [prompt, chosen, rejected] in one padding-free row; same losses, less compute
+    frozen_cache_gb: float = 2.0  # with frozen lower layers: keep their outputs per pair for reuse (0: off)
     # data handling
     max_length: int = 1024
     truncation: str = "drop"
@@ -71,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"truncation must be 'drop' or 'prompt-left', got {self.truncation!r}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be at least 1")
+        if self.frozen_cache_gb < 0:
+            raise ValueError(f"frozen_cache_gb must be 0 (off) or more, got {self.frozen_cache_gb}")
         if self.lora and self.trainable_top_layers is not None:
             raise ValueError("choose LoRA or trainable_top_layers (frozen lower layers), not both")
 

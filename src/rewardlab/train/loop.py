@@ -6,7 +6,8 @@
 4. for each optimizer step: forward chosen+rejected together, reward loss on the two rewards,
    regularizer on log-probs of the response tokens, ``(1-α)·reward + α·reg``, backward, step
    (``packing``, the default: each pair runs as one padding-free [prompt, chosen, rejected] row,
-   see `train/packing.py`; `train/step.py:compute_batch_loss` takes either batch kind);
+   see `train/packing.py`; `train/step.py:compute_batch_loss` takes either batch kind; with frozen
+   lower layers their outputs are computed once per pair and reused, see `train/frozen_cache.py`);
 5. checkpoint periodically (atomic, resumable), evaluate periodically, save the final model.
 
 Runs unchanged under ``accelerate launch`` (DDP): each process takes its share of every global batch.
@@ -38,6 +39,7 @@ from rewardlab.data.pair import PreferencePair
 from rewardlab.files import write_json_atomic
 from rewardlab.losses import LossBreakdown
 from rewardlab.models.heads import HeadConfig
+from rewardlab.models.layers import frozen_lower_layer_count
 from rewardlab.models.lora import apply_lora, freeze_lower_layers
 from rewardlab.models.packed import packing_unsupported_reason
 from rewardlab.models.persistence import save_reward_model
@@ -47,6 +49,7 @@ from rewardlab.scoring import RewardScorer, pairwise_accuracy
 from rewardlab.train.batches import PairBatch, TokenizedPair, collate_pairs, tokenize_pairs
 from rewardlab.train.checkpoint import CHECKPOINT_DIR, TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from rewardlab.train.config import TrainConfig
+from rewardlab.train.frozen_cache import FrozenCacheStats, FrozenLayerCache, frozen_cache_unusable_reason
 from rewardlab.train.packing import PackedPairBatch, collate_packed_pairs
 from rewardlab.train.step import compute_batch_loss, pair_logprobs
 
@@ -143,16 +146,36 @@ def evaluate_accuracy(model: RewardModel, tokenizer: Any, config: TrainConfig, p
     return {"accuracy": pairwise_accuracy(chosen, rejected), "n": len(pairs)}
 
 
+def _frozen_layer_cache(
+    config: TrainConfig, model: RewardModel, accelerator: Accelerator, shared: FrozenLayerCache | None, *,
+    packed: bool, echo: Callable[[str], None],
+) -> FrozenLayerCache | None:
+    """The cache of frozen lower layers' outputs this run uses, or None where it cannot help."""
+    if config.lora or config.trainable_top_layers is None or config.frozen_cache_gb <= 0:
+        return None
+    reason = "training runs on padded batches" if not packed else frozen_cache_unusable_reason(model)
+    if reason is not None:
+        echo(f"frozen lower layers recomputed every step ({reason})")
+        return None
+    cache = shared if shared is not None else FrozenLayerCache(int(config.frozen_cache_gb * 2**30))
+    dtype = next(model.causal_lm.parameters()).dtype
+    cache.bind(config.model, frozen_lower_layer_count(model.causal_lm), dtype, str(accelerator.mixed_precision))
+    return cache
+
+
 def train(
     config: TrainConfig,
     *,
     echo: Callable[[str], None] = print,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     progress_desc: str = "train",
+    frozen_cache: FrozenLayerCache | None = None,
 ) -> TrainResult:
     """Train a reward model as configured and save it to ``config.output``.
 
     ``on_step(step, logs)`` is called after every optimizer step (after any checkpoint of that step).
+    ``frozen_cache`` lets several runs on the same base model and pairs share the frozen lower
+    layers' outputs (by default each run keeps its own, reused across its epochs).
     """
     output = Path(config.output)
     if (output / METRICS_FILE).exists() and (output / "rewardlab_config.json").exists():
@@ -214,6 +237,9 @@ def train(
         collate = collate_packed_pairs
     else:
         collate = lambda items: collate_pairs(items, tokenizer.pad_token_id)  # noqa: E731
+    cache = _frozen_layer_cache(config, raw_model, accelerator, frozen_cache, packed=config.packing and not unpackable,
+                                echo=echo)
+    cache_stats_before = FrozenCacheStats(**vars(cache.stats)) if cache is not None else None
 
     # 4. the loop
     model.train()
@@ -236,6 +262,8 @@ def train(
             tokens_seen += batch.sequence_tokens
             last = micro == config.grad_accum - 1
             with (nullcontext() if last else accelerator.no_sync(model)), accelerator.autocast():
+                if cache is not None:
+                    batch = cache.attach(raw_model, items, batch)
                 breakdown = compute_batch_loss(raw_model, batch, loss_config, reference)
                 accelerator.backward(breakdown.total / config.grad_accum)
             window.append(breakdown)
@@ -287,6 +315,9 @@ def train(
         "history": state.history,
         "eval_history": state.eval_history,
         "eval": final_eval,
+        "frozen_layer_cache": None if cache is None else {
+            **cache.stats.as_dict(), "hits": cache.stats.hits - cache_stats_before.hits,
+            "misses": cache.stats.misses - cache_stats_before.misses},
         "config": config.to_dict(),
     }
     if accelerator.is_main_process:

@@ -28,6 +28,9 @@ class PackedPairBatch:
 
     packed: PackedSequences
     margin: torch.Tensor | None
+    # outputs of the model's frozen bottom `lower_layers` layers for this row, when already known
+    lower_states: torch.Tensor | None = None
+    lower_layers: int = 0
 
     @property
     def num_pairs(self) -> int:
@@ -42,7 +45,10 @@ class PackedPairBatch:
         return torch.arange(self.num_pairs, device=self.packed.input_ids.device)
 
     def to(self, device: torch.device) -> "PackedPairBatch":
-        return PackedPairBatch(self.packed.to(device), None if self.margin is None else self.margin.to(device))
+        return PackedPairBatch(
+            self.packed.to(device), None if self.margin is None else self.margin.to(device),
+            None if self.lower_states is None else self.lower_states.to(device), self.lower_layers,
+        )
 
 
 def collate_packed_pairs(items: Sequence[TokenizedPair]) -> PackedPairBatch:

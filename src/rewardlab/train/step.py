@@ -20,7 +20,7 @@ from rewardlab.train.packing import PackedPairBatch
 def pair_forward(model: RewardModel, batch: PairBatch | PackedPairBatch) -> RewardOutput:
     """Rewards and final hidden states of every sequence of either batch kind (chosen first)."""
     if isinstance(batch, PackedPairBatch):
-        return model.forward_packed(batch.packed)
+        return model.forward_packed(batch.packed, batch.lower_states, batch.lower_layers)
     return model(batch.input_ids, batch.attention_mask)
 
 
