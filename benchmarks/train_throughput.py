@@ -8,6 +8,13 @@ Configurations (each run in its own subprocess, so peak RSS is per configuration
     grm-padded-full / -lora  (c) with packing off: the straightforward padded path, for reference
     score-packed / -padded   rewardlab scoring (`RewardScorer.score_pairs`, no gradients) of the same
                              batches with packing on / off, for the scoring fast path
+    trl-top, bt-top,         only the top --top-layers decoder layers (default 4), the final norm and
+    grm-top,                 the reward head train, the rest is frozen (the demo's and the repro's
+    grm-top-nocache          CPU setting); rewardlab reuses the frozen layers' outputs
+                             (`train/frozen_cache.py`), -nocache recomputes them every step. These
+                             train for several epochs over the warm-up's pairs only, so every timed
+                             step is a later-epoch step, the cache's steady state. TRL gets the same
+                             batches (rewardlab's epoch permutations, one after another).
 
 All of them train on the same pairs in the same order: hh-rlhf harmless-base pairs whose chosen and
 rejected renderings both fit --max-length (so TRL's length filter drops nothing), ordered by
@@ -23,6 +30,7 @@ Not a timed test: run it by hand (minutes per configuration on a small CPU).
     python benchmarks/train_throughput.py --model tiny-random --steps 3      # quick check
     python benchmarks/train_throughput.py                                      # smollm2-135m, all six
     python benchmarks/train_throughput.py --configs grm-full,grm-padded-full --profile
+    python benchmarks/train_throughput.py --configs trl-top,bt-top,grm-top,grm-top-nocache
 """
 
 from __future__ import annotations
@@ -46,8 +54,9 @@ from rewardlab.machine import hardware, package_versions
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "anthropic-hh-rlhf" / "harmless-base-test.jsonl.gz"
 ALL_CONFIGS = ("trl-full", "bt-full", "grm-full", "trl-lora", "bt-lora", "grm-lora")
+TOP_LAYER_CONFIGS = ("trl-top", "bt-top", "grm-top", "grm-top-nocache")
 KNOWN_CONFIGS = ALL_CONFIGS + ("grm-padded-full", "grm-padded-lora", "bt-padded-full", "bt-padded-lora",
-                               "score-packed", "score-padded")
+                               "score-packed", "score-padded") + TOP_LAYER_CONFIGS
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 SEED = 42
 
@@ -162,13 +171,17 @@ class ModelShape:
         return self.layers * (q + k + v + o)
 
 
-def step_flops(shape: ModelShape, batch: list, *, shared_prompt: bool, lm_head: bool, mode: str) -> float:
+def step_flops(
+    shape: ModelShape, batch: list, *, shared_prompt: bool, lm_head: bool, mode: str, top_layers: int = 0
+) -> float:
     """Model FLOPs of one step for the tokens this method actually runs (no padding, no recompute).
 
     Forward: 2·params per token for the decoder matmuls (plus LoRA adapters), 4·layers·heads·head_dim
     per attended (query, key) pair, 2·vocab·hidden per chosen response token for GRM's LM head.
     ``mode`` "full": ×3 (forward, input and weight gradients); "lora": the frozen weights need
-    forward and input gradients only (×2), the adapters ×3; "inference": forward only.
+    forward and input gradients only (×2), the adapters ×3; "inference": forward only; "top":
+    the top layers ×3, the frozen LM head ×2, the frozen lower layers ×1; "top-cached": the same
+    without the lower layers (their outputs are reused).
     """
     from rewardlab.models.packed import common_prefix_length
 
@@ -183,6 +196,10 @@ def step_flops(shape: ModelShape, batch: list, *, shared_prompt: bool, lm_head: 
     attention = 4 * shape.layers * shape.heads * shape.head_dim * attended
     head = 2 * shape.vocab * shape.hidden * lm_tokens
     forward = per_token * tokens + attention + head
+    if mode in ("top", "top-cached"):
+        body = per_token * tokens + attention
+        top = body * top_layers / shape.layers
+        return 3.0 * top + 2.0 * head + (body - top if mode == "top" else 0.0)
     if mode == "inference":
         return forward
     if mode == "full":
@@ -234,6 +251,8 @@ def child_rewardlab(args: argparse.Namespace, name: str) -> dict:
             reg="sft" if name.startswith("grm") else "none", lora="lora" in name, lora_r=32, lora_alpha=64,
             lora_dropout=0.05, lora_targets=LORA_TARGETS, save_steps=0, log_interval=1, progress=False,
             seed=SEED, bf16=args.bf16, max_grad_norm=5.0, weight_decay=0.0, packing="padded" not in name,
+            trainable_top_layers=args.top_layers if "top" in name else None,
+            frozen_cache_gb=0.0 if "nocache" in name else 2.0,
         )
         try:
             train(config, echo=lambda line: print(line, flush=True), on_step=on_step)
@@ -257,10 +276,13 @@ def child_trl(args: argparse.Namespace, name: str) -> dict:
     from rewardlab.train.batches import tokenize_pairs
 
     rows = [json.loads(line) for line in Path(args.data_file).read_text(encoding="utf-8").splitlines()]
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(SEED)).tolist()  # rewardlab's epoch 0
+    total = args.warmup + args.steps
+    order: list[int] = []  # rewardlab's epoch permutations, one after another, fed sequentially
+    for epoch in range(-(-total * args.batch_size // len(rows))):
+        order += torch.randperm(len(rows), generator=torch.Generator().manual_seed(SEED + epoch)).tolist()
+    order = order[: total * args.batch_size]
     dataset = Dataset.from_list([rows[i] for i in order])
     tokenizer = load_tokenizer(args.model)  # the same tokenizer, chat template and pad token as rewardlab's
-    total = args.warmup + args.steps
     times: list[float] = []
     result: dict = {}
 
@@ -291,7 +313,10 @@ def child_trl(args: argparse.Namespace, name: str) -> dict:
         if "lora" in name:
             peft_config = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules=LORA_TARGETS,
                                      task_type="SEQ_CLS")
-        trainer = RewardTrainer(model=resolve_model_path(args.model), args=config, train_dataset=dataset,
+        model = resolve_model_path(args.model)
+        if "top" in name:
+            model = top_layers_classifier(model, tokenizer, args.bf16, args.top_layers)
+        trainer = RewardTrainer(model=model, args=config, train_dataset=dataset,
                                 processing_class=tokenizer, peft_config=peft_config, callbacks=[StepTimer()])
         ours = tokenize_pairs(tokenizer, load_pairs(str(args.data_file)), max_length=args.max_length, truncation="drop")
         theirs = trainer.train_dataset
@@ -303,6 +328,20 @@ def child_trl(args: argparse.Namespace, name: str) -> dict:
         result["final_loss"] = next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)
     result["step_times"] = [b - a for a, b in zip(times, times[1:])][args.warmup - 1:]
     return result
+
+
+def top_layers_classifier(path: str, tokenizer, bf16: bool, top_layers: int):
+    """A sequence classifier with everything below the top layers frozen, as rewardlab's --trainable-top-layers."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, dtype=torch.bfloat16 if bf16 else torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.requires_grad_(False)
+    decoder = model.base_model
+    for module in [*decoder.layers[-top_layers:], decoder.norm, model.score]:
+        module.requires_grad_(True)
+    return model
 
 
 def child_scoring(args: argparse.Namespace, name: str) -> dict:
@@ -351,8 +390,10 @@ def summarize(name: str, raw: dict, batches: list, shape: ModelShape, ceiling: f
         raise RuntimeError(f"{name}: expected {len(timed)} timed steps, got {len(times)}")
     trl_like = name.startswith("trl") or "padded" in name
     mode = "inference" if name.startswith("score") else "lora" if "lora" in name else "full"
-    flops = [step_flops(shape, b, shared_prompt=not trl_like, lm_head=name.startswith("grm"), mode=mode)
-             for b in timed]
+    if "top" in name:
+        mode = "top" if trl_like or "nocache" in name else "top-cached"
+    flops = [step_flops(shape, b, shared_prompt=not trl_like, lm_head=name.startswith("grm"), mode=mode,
+                        top_layers=args.top_layers) for b in timed]
     seq_tokens = [sum(len(p.chosen_ids) + len(p.rejected_ids) for p in b) for b in timed]
     run_tokens = [tokens_run(b, packed=not trl_like) for b in timed]
     median = statistics.median(times)
@@ -380,6 +421,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per configuration (default 6)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2, at least 1)")
     parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--top-layers", dest="top_layers", type=int, default=4,
+                        help="trainable top decoder layers in the *-top configurations (default 4)")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision in every configuration")
     parser.add_argument("--threads", type=int, help="torch threads in each child (default: torch's choice)")
     parser.add_argument("--configs", default=",".join(ALL_CONFIGS),
@@ -408,20 +451,29 @@ def main() -> int:
         data_file = Path(scratch) / "pairs.jsonl"
         data_info = prepare_pairs(args.model, args.data, args.max_length, total_steps * args.batch_size, data_file)
         batches = step_batches(args.model, data_file, args.max_length, args.batch_size, total_steps)
+        # The top-layer configurations cycle over the warm-up's pairs (see the module docstring).
+        cycle_file = Path(scratch) / "cycle-pairs.jsonl"
+        cycle_lines = data_file.read_text(encoding="utf-8").splitlines()[: args.warmup * args.batch_size]
+        cycle_file.write_text("\n".join(cycle_lines) + "\n", encoding="utf-8")
+        cycle_batches = step_batches(args.model, cycle_file, args.max_length, args.batch_size, total_steps)
         shape = ModelShape.of(args.model)
         ceiling = matmul_ceiling()
         print(f"data: the first {data_info['used']} pairs of {args.data} whose chosen and rejected renderings fit "
               f"max_length={args.max_length} ({data_info['too_long_before_enough']} longer ones passed over; "
               f"skipped at loading: {data_info['skipped_at_loading']}); matmul ceiling {ceiling / 1e9:.1f} GFLOP/s",
               flush=True)
+        if any(name in TOP_LAYER_CONFIGS for name in configs):
+            print(f"the *-top configurations cycle over the first {len(cycle_lines)} of these pairs", flush=True)
         raw_runs: dict[str, list[dict]] = {c: [] for c in configs}
         for repeat in range(args.repeats):
             for name in configs:
                 out = Path(scratch) / f"{name}-{repeat}.json"
                 command = [sys.executable, str(Path(__file__).resolve()), "--child", name,
-                           "--data-file", str(data_file), "--out", str(out), "--model", args.model,
+                           "--data-file", str(cycle_file if name in TOP_LAYER_CONFIGS else data_file),
+                           "--out", str(out), "--model", args.model,
                            "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
-                           "--steps", str(args.steps), "--warmup", str(args.warmup), "--lr", str(args.lr)]
+                           "--steps", str(args.steps), "--warmup", str(args.warmup), "--lr", str(args.lr),
+                           "--top-layers", str(args.top_layers)]
                 command += (["--bf16"] if args.bf16 else []) + (["--profile"] if args.profile else [])
                 command += ["--threads", str(args.threads)] if args.threads else []
                 before = load_average()
@@ -450,7 +502,8 @@ def main() -> int:
         merged["loads"] = [f"{run['load_before']} -> {run['load_after']}" for run in raw_runs[name]]
         for key in ("load_before", "load_after"):
             merged.pop(key, None)
-        repeated_batches = batches[: args.warmup] + batches[args.warmup:] * args.repeats
+        own = cycle_batches if name in TOP_LAYER_CONFIGS else batches
+        repeated_batches = own[: args.warmup] + own[args.warmup:] * args.repeats
         # The best the hardware showed in this run: a reading taken while other jobs spike is too low.
         results.append(summarize(name, merged, repeated_batches, shape, max(ceiling, end_ceiling), args))
 
@@ -476,6 +529,14 @@ def main() -> int:
         for ours in (f"bt-{mode}", f"grm-{mode}", f"grm-padded-{mode}", f"bt-padded-{mode}"):
             if ours in by_name:
                 ratios[f"{ours} / trl-{mode}"] = {
+                    "pairs_per_s": by_name[ours]["pairs_per_s"] / base["pairs_per_s"],
+                    "peak_rss": by_name[ours]["peak_rss_mib"] / base["peak_rss_mib"],
+                }
+    if "trl-top" in by_name:
+        base = by_name["trl-top"]
+        for ours in ("bt-top", "grm-top", "grm-top-nocache"):
+            if ours in by_name:
+                ratios[f"{ours} / trl-top"] = {
                     "pairs_per_s": by_name[ours]["pairs_per_s"] / base["pairs_per_s"],
                     "peak_rss": by_name[ours]["peak_rss_mib"] / base["peak_rss_mib"],
                 }

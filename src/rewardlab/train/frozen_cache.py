@@ -82,12 +82,13 @@ class FrozenLayerCache:
         if len(batch.packed.layout.groups) != len(keys):
             raise ValueError(f"expected one packed group per pair, got {len(batch.packed.layout.groups)} "
                              f"groups for {len(keys)} pairs")
-        if all(key in self._states for key in keys):
-            self.stats.hits += len(keys)
+        cached = sum(key in self._states for key in keys)
+        self.stats.hits += cached
+        self.stats.misses += len(keys) - cached
+        if cached == len(keys):
             device = batch.packed.input_ids.device
             states = torch.cat([self._states[key].to(device) for key in keys])
         else:
-            self.stats.misses += sum(key not in self._states for key in keys)
             with torch.no_grad():
                 states = packed_hidden_states(model.causal_lm, batch.packed, to_layer=lower_layers)
             lengths = [group.length for group in batch.packed.layout.groups]
