@@ -11,7 +11,7 @@ Configurations (each run in its own subprocess, so peak RSS is per configuration
     trl-top, bt-top,         only the top --top-layers decoder layers (default 4), the final norm and
     grm-top,                 the reward head train, the rest is frozen (the demo's and the repro's
     grm-top-nocache          CPU setting); rewardlab reuses the frozen layers' outputs
-                             (`train/frozen_cache.py`), -nocache recomputes them every step. These
+                             (`models/frozen_cache.py`), -nocache recomputes them every step. These
                              train for several epochs over the warm-up's pairs only, so every timed
                              step is a later-epoch step, the cache's steady state. TRL gets the same
                              batches (rewardlab's epoch permutations, one after another).

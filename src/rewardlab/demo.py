@@ -27,7 +27,7 @@ from rewardlab.evaluate.stats import wilson_interval
 from rewardlab.files import save_figure_atomic, write_json_atomic, write_text_atomic
 from rewardlab.scoring import RewardScorer
 from rewardlab.train.config import TrainConfig
-from rewardlab.train.frozen_cache import FrozenLayerCache
+from rewardlab.models.frozen_cache import FrozenLayerCache
 from rewardlab.train.loop import train
 
 
@@ -168,12 +168,14 @@ def run_demo(config: DemoConfig, echo=print) -> dict[str, Any]:
 
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    frozen_cache = FrozenLayerCache()  # both models train on the same pairs: frozen layers run once per pair
+    # Both models train on the same pairs and score the same conversations from the same frozen base.
+    frozen_cache = FrozenLayerCache()
     for name, reg, label in MODELS:
         echo(f"\n== {label} ==")
         t0 = time.perf_counter()
         train(config.train_config(name, reg), echo=echo, progress_desc=f"train {name}", frozen_cache=frozen_cache)
-        scorer = RewardScorer.from_pretrained(out / name, device="cpu" if not torch.cuda.is_available() else None)
+        scorer = RewardScorer.from_pretrained(out / name, device="cpu" if not torch.cuda.is_available() else None,
+                                              frozen_cache=frozen_cache)
         results[name] = {}
         for split, pairs in (("id", id_eval), ("ood", ood_eval)):
             chosen, rejected = scorer.score_pairs(pairs, progress=f"eval {name} {split}")

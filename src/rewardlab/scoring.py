@@ -15,6 +15,8 @@ from tqdm.auto import tqdm
 
 from rewardlab.data.pair import Message, PreferencePair
 from rewardlab.data.render import render, render_batch, render_text
+from rewardlab.models.frozen_cache import FrozenLayerCache
+from rewardlab.models.layers import decoder_layers
 from rewardlab.models.packed import group_shared_prefixes, pack_groups, packing_unsupported_reason
 from rewardlab.models.reward_model import RewardModel
 
@@ -38,6 +40,10 @@ class RewardScorer:
     (see `rewardlab.models.packed`). Otherwise sequences are sorted by length and padded only to
     the longest in their batch. Both give the same rewards. Scoring runs without gradients and
     with dropout off.
+
+    ``frozen_cache`` (packing only) lets models trained from one base with the same frozen lower
+    layers (``trainable_top_layers`` in their settings) share those layers' outputs when they score
+    the same conversations, as the repro's models do; the cache checks the weights really match.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class RewardScorer:
         batch_size: int = 16,
         device: torch.device | str | None = None,
         packing: bool = True,
+        frozen_cache: FrozenLayerCache | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -60,6 +67,13 @@ class RewardScorer:
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; load models through rewardlab.models.registry")
         self.packing = packing and packing_unsupported_reason(model.causal_lm) is None
+        self.frozen_cache = None
+        top = self.settings.get("trainable_top_layers")
+        if frozen_cache is not None and self.packing and isinstance(top, int) and not self.settings.get("lora"):
+            lower = len(decoder_layers(model.causal_lm.get_decoder())) - top
+            if lower > 0:
+                frozen_cache.bind(model.causal_lm, lower)
+                self.frozen_cache = frozen_cache
 
     @classmethod
     def from_pretrained(
@@ -69,6 +83,7 @@ class RewardScorer:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         batch_size: int = 16,
+        frozen_cache: FrozenLayerCache | None = None,
     ) -> "RewardScorer":
         """Load a saved rewardlab reward model folder (strictly checked) for scoring."""
         from rewardlab.models.persistence import load_reward_model
@@ -78,7 +93,7 @@ class RewardScorer:
             dtype = torch.bfloat16
         model, tokenizer, settings = load_reward_model(path, device=target, dtype=dtype)
         model.eval()
-        return cls(model, tokenizer, settings, batch_size=batch_size, device=target)
+        return cls(model, tokenizer, settings, batch_size=batch_size, device=target, frozen_cache=frozen_cache)
 
     # --- encoding -------------------------------------------------------------------------------
 
@@ -145,7 +160,13 @@ class RewardScorer:
         rewards = [0.0] * len(sequences)
         for batch in tqdm(batches, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
             packed = pack_groups([[list(sequences[i]) for i in group] for group in batch]).to(self.device)
-            values = self.model.forward_packed(packed).rewards.float().cpu().tolist()
+            if self.frozen_cache is None:
+                values = self.model.forward_packed(packed).rewards.float().cpu().tolist()
+            else:
+                keys = [tuple(tuple(sequences[i]) for i in group) for group in batch]
+                lower = self.frozen_cache.lower_states(self.model.causal_lm, keys, packed)
+                out = self.model.forward_packed(packed, lower, self.frozen_cache.lower_layers)
+                values = out.rewards.float().cpu().tolist()
             for index, value in zip((i for group in batch for i in group), values):
                 rewards[index] = float(value)
         return rewards

@@ -74,3 +74,22 @@ def test_demo_quick_runs_end_to_end(tmp_path):
             cell = report["results"][name][split]["all"]
             assert cell["ci_low"] <= cell["accuracy"] <= cell["ci_high"]
     assert (tmp_path / "demo" / "demo.png").stat().st_size > 1000
+    # GRM trains on BT's pairs, so it reuses every frozen-layer output BT computed
+    bt, grm = (json.loads((tmp_path / "demo" / name / "metrics.json").read_text())["frozen_layer_cache"]
+               for name in ("bt", "grm"))
+    assert bt["misses"] > 0 and grm["misses"] == 0 and grm["hits"] == bt["hits"] + bt["misses"]
+
+
+def test_train_frozen_cache_flag(tmp_path):
+    metrics = {}
+    for gb in ("0", "0.5"):
+        out = tmp_path / f"rm-{gb}"
+        code = main([
+            "train", "--model", "tiny-random", "--data", "synthetic:id?n=8&seed=0", "--output", str(out),
+            "--max-steps", "4", "--batch-size", "4", "--max-length", "256", "--trainable-top-layers", "1",
+            "--frozen-cache-gb", gb,
+        ])
+        assert code == 0
+        metrics[gb] = json.loads((out / "metrics.json").read_text())
+    assert metrics["0"]["frozen_layer_cache"] is None and metrics["0"]["config"]["frozen_cache_gb"] == 0
+    assert metrics["0.5"]["frozen_layer_cache"]["hits"] == 8  # the second epoch over the 8 pairs

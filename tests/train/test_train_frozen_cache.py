@@ -11,12 +11,12 @@ import torch
 
 from rewardlab.data.loaders import load_pairs
 from rewardlab.losses import LossConfig
+from rewardlab.models.frozen_cache import FrozenLayerCache, frozen_cache_unusable_reason
 from rewardlab.models.lora import freeze_lower_layers
 from rewardlab.models.registry import load_backbone
 from rewardlab.models.reward_model import RewardModel
 from rewardlab.train.batches import tokenize_pairs
 from rewardlab.train.config import TrainConfig
-from rewardlab.train.frozen_cache import FrozenLayerCache, frozen_cache_unusable_reason
 from rewardlab.train.loop import make_reference, train
 from rewardlab.train.packing import collate_packed_pairs
 from rewardlab.train.step import compute_batch_loss
@@ -51,9 +51,9 @@ def loss_and_grads(reg: str, cache: FrozenLayerCache | None):
     loss_config = LossConfig(reg=reg, alpha=0.3)
     reference = make_reference(model, lora=False) if loss_config.needs_reference else None
     if cache is not None:
-        cache.bind("tiny-random", 1, torch.float32, "no")
-        batch = cache.attach(model, pairs, batch)
-        assert batch.lower_states is not None and batch.lower_layers == 1
+        cache.bind(model.causal_lm, 1)
+        keys = [(tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in pairs]
+        batch = batch.with_lower_states(cache.lower_states(model.causal_lm, keys, batch.packed), cache.lower_layers)
     breakdown = compute_batch_loss(model, batch, loss_config, reference)
     breakdown.total.backward()
     return breakdown, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
@@ -71,32 +71,7 @@ def test_cached_lower_layers_give_the_same_loss_and_gradients(reg):
         assert not any(name.startswith("backbone.model.layers.0.") for name in cached_grads)  # the frozen layer
         for name, grad in plain_grads.items():
             torch.testing.assert_close(cached_grads[name], grad, atol=1e-5, rtol=1e-4, msg=f"{attempt}: {name}")
-    assert cache.stats.misses == 6 and cache.stats.hits == 6 and cache.stats.pairs == 6
-
-
-def test_budget_bounds_the_cache_and_rebinding_empties_it():
-    model, tokenizer = frozen_model()
-    pairs = items(tokenizer)
-    one_pair_bytes = None
-    cache = FrozenLayerCache(budget_bytes=1)
-    cache.bind("tiny-random", 1, torch.float32, "no")
-    batch = cache.attach(model, pairs, collate_packed_pairs(pairs))
-    assert cache.stats.pairs == 0 and cache.stats.not_kept == 6 and batch.lower_states is not None
-    one_pair_bytes = batch.lower_states.nbytes // len(pairs) + 1
-
-    cache = FrozenLayerCache(budget_bytes=3 * one_pair_bytes)
-    cache.bind("tiny-random", 1, torch.float32, "no")
-    cache.attach(model, pairs, collate_packed_pairs(pairs))
-    assert 1 <= cache.stats.pairs < 6 and cache.stats.bytes <= cache.budget_bytes
-    assert cache.stats.pairs + cache.stats.not_kept == 6
-    cache.bind("tiny-random", 1, torch.float32, "no")  # same model and split: kept
-    assert cache.stats.pairs >= 1
-    cache.bind("other-model", 1, torch.float32, "no")
-    assert cache.stats.pairs == 0 and cache.stats.bytes == 0
-    with pytest.raises(ValueError, match="budget must be positive"):
-        FrozenLayerCache(budget_bytes=0)
-    with pytest.raises(RuntimeError, match="bind"):
-        FrozenLayerCache().attach(model, pairs, collate_packed_pairs(pairs))
+    assert cache.stats.misses == 6 and cache.stats.hits == 6 and cache.stats.groups == 6
 
 
 def config(tmp_path, name: str, **overrides) -> TrainConfig:
@@ -114,7 +89,7 @@ def test_training_with_the_cache_matches_training_without_it(tmp_path):
     for a, b in zip(plain["history"], cached["history"]):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
     saved = json.loads((tmp_path / "cached" / "metrics.json").read_text())
-    assert saved["frozen_layer_cache"]["pairs"] == 8
+    assert saved["frozen_layer_cache"]["groups"] == 8
 
 
 def test_a_shared_cache_serves_later_runs_on_the_same_base(tmp_path):
@@ -143,10 +118,10 @@ def test_the_cache_stays_off_where_it_cannot_help(tmp_path):
 
 def test_dropout_models_are_not_cached():
     model, _ = frozen_model()
-    assert frozen_cache_unusable_reason(model) is None
+    assert frozen_cache_unusable_reason(model.causal_lm) is None
     model.causal_lm.config.attention_dropout = 0.1
-    assert "dropout" in frozen_cache_unusable_reason(model)
+    assert "dropout" in frozen_cache_unusable_reason(model.causal_lm)
     everything_trains, _ = frozen_model()
     for parameter in everything_trains.parameters():
         parameter.requires_grad_(True)
-    assert "no frozen lower layers" in frozen_cache_unusable_reason(everything_trains)
+    assert "no frozen lower layers" in frozen_cache_unusable_reason(everything_trains.causal_lm)

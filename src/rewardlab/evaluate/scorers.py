@@ -24,6 +24,7 @@ import torch
 
 from rewardlab.data.pair import Message
 from rewardlab.data.render import Rendered, render_batch
+from rewardlab.models.frozen_cache import FrozenLayerCache
 from rewardlab.scoring import DEFAULT_MAX_LENGTH, DEFAULT_SCORING_TRUNCATION
 
 REWARD_MODEL_MARKER = "rewardlab_config.json"
@@ -81,14 +82,18 @@ def _rendered_or_nan(rendered: Sequence[Rendered | None]) -> tuple[list[int], li
 class RewardModelScorer:
     """A saved rewardlab reward model, scored through `rewardlab.scoring.RewardScorer`."""
 
-    def __init__(self, path: str | Path, *, name: str | None = None, device: str | None = None, batch_size: int = 16) -> None:
+    def __init__(
+        self, path: str | Path, *, name: str | None = None, device: str | None = None, batch_size: int = 16,
+        frozen_cache: FrozenLayerCache | None = None,
+    ) -> None:
         from rewardlab.scoring import RewardScorer
 
         target = pick_device(device)
         self.name = name or Path(path).name
         self.path = str(path)
         self.dtype = pick_dtype(target)
-        self.scorer = RewardScorer.from_pretrained(path, device=target, dtype=self.dtype, batch_size=batch_size)
+        self.scorer = RewardScorer.from_pretrained(path, device=target, dtype=self.dtype, batch_size=batch_size,
+                                                   frozen_cache=frozen_cache)
 
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> list[float]:
         rendered = render_batch(

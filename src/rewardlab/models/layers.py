@@ -1,7 +1,7 @@
 """A decoder's layer stack: finding it, counting its frozen lower layers, running only a span of it.
 
 Running a span lets training skip the frozen lower layers once their outputs are known: the
-outputs of layers ``[0, k)`` are computed once (`train/frozen_cache.py`) and every later pass runs
+outputs of layers ``[0, k)`` are computed once (`models/frozen_cache.py`) and every later pass runs
 layers ``[k, L)`` and the final norm from them. The split is exact: the same modules run on the
 same inputs, only in two calls (tested against one full pass).
 """

@@ -214,7 +214,7 @@ class RewardModel(nn.Module):
 
         Equal to `forward` on the same sequences padded, with shared prefixes computed once.
         ``lower_states`` are the row's outputs of the bottom ``lower_layers`` layers, already
-        computed (frozen layers, `train/frozen_cache.py`): only the layers above them run.
+        computed (frozen layers, `models/frozen_cache.py`): only the layers above them run.
         """
         hidden_states = packed_hidden_states(self.causal_lm, packed, from_layer=lower_layers, start_states=lower_states)
         rewards = self.head(hidden_states[packed.last_index]).float()

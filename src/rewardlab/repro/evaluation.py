@@ -25,6 +25,7 @@ from rewardlab.evaluate.scorers import RewardModelScorer
 from rewardlab.evaluate.suites import load_suite
 from rewardlab.repro.data import PreparedSplit, pair_key
 from rewardlab.files import write_text_atomic
+from rewardlab.models.frozen_cache import FrozenLayerCache
 
 ID_DATASET = "in-distribution"
 # Suite datasets that are in-distribution whenever the training spec names the same corpus
@@ -144,8 +145,13 @@ def evaluate_model(
     device: str | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    frozen_cache: FrozenLayerCache | None = None,
 ) -> ModelOutcomes:
-    """Outcomes of one trained model on every planned dataset, reusing what an earlier run stored."""
+    """Outcomes of one trained model on every planned dataset, reusing what an earlier run stored.
+
+    ``frozen_cache``: shared with the other models of the run (same base, same frozen layers), so
+    the frozen layers run once per conversation, not once per model.
+    """
     cache_path = out_dir / EVALS_FOLDER / f"{name}.json"
     settings = json.loads((model_dir / "rewardlab_config.json").read_text(encoding="utf-8")).get("settings", {})
     model_key = model_fingerprint(model_dir, int(settings.get("max_length") or 0))
@@ -163,7 +169,7 @@ def evaluate_model(
     seconds = conversations = 0
     if missing:
         began = time.perf_counter()
-        scorer = RewardModelScorer(model_dir, name=name, device=device, batch_size=batch_size)
+        scorer = RewardModelScorer(model_dir, name=name, device=device, batch_size=batch_size, frozen_cache=frozen_cache)
         result = evaluate_scorer(scorer, missing, cache_dir=out_dir / SCORES_FOLDER, progress=progress)
         del scorer
         seconds, conversations = time.perf_counter() - began, result.conversations

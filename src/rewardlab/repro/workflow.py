@@ -143,7 +143,7 @@ def _run(
     config: ReproConfig, echo: Callable[[str], None], progress: bool, after_model: Callable[[str], None] | None
 ) -> ReproResult:
     from rewardlab.models.registry import load_tokenizer
-    from rewardlab.train.frozen_cache import FrozenLayerCache
+    from rewardlab.models.frozen_cache import FrozenLayerCache
     from rewardlab.train.loop import train
 
     out_dir = Path(config.out)
@@ -178,7 +178,9 @@ def _run(
     trained_now: list[str] = []
     evaluated_now: list[str] = []
     pace = Pace()
-    frozen_cache = FrozenLayerCache()  # every model trains on the same pairs: frozen layers run once per pair
+    # Every model trains on the same pairs and scores the same conversations from the same frozen base:
+    # the frozen layers run once per pair and once per conversation.
+    frozen_cache = FrozenLayerCache()
     for number, (method, seed) in enumerate(todo, start=1):
         began = time.perf_counter()
         name, run_dir = model_name(method.name, seed), run_dirs[(method.name, seed)]
@@ -193,7 +195,7 @@ def _run(
             tracker.add(name, "train_s", pace.train_seconds[-1])
             trained_now.append(name)
         result = evaluate_model(name, run_dir, plan, out_dir, device=config.device, batch_size=config.eval_batch_size,
-                                progress=progress)
+                                progress=progress, frozen_cache=frozen_cache)
         outcomes[name] = result
         if result.reused:
             echo(f"{name}: evaluation reused from an earlier run")

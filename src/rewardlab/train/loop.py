@@ -7,7 +7,7 @@
    regularizer on log-probs of the response tokens, ``(1-α)·reward + α·reg``, backward, step
    (``packing``, the default: each pair runs as one padding-free [prompt, chosen, rejected] row,
    see `train/packing.py`; `train/step.py:compute_batch_loss` takes either batch kind; with frozen
-   lower layers their outputs are computed once per pair and reused, see `train/frozen_cache.py`);
+   lower layers their outputs are computed once per pair and reused, see `models/frozen_cache.py`);
 5. checkpoint periodically (atomic, resumable), evaluate periodically, save the final model.
 
 Runs unchanged under ``accelerate launch`` (DDP): each process takes its share of every global batch.
@@ -38,6 +38,7 @@ from rewardlab.data.loaders import LoadReport, load_pairs
 from rewardlab.data.pair import PreferencePair
 from rewardlab.files import write_json_atomic
 from rewardlab.losses import LossBreakdown
+from rewardlab.models.frozen_cache import FrozenCacheStats, FrozenLayerCache, frozen_cache_unusable_reason
 from rewardlab.models.heads import HeadConfig
 from rewardlab.models.layers import frozen_lower_layer_count
 from rewardlab.models.lora import apply_lora, freeze_lower_layers
@@ -49,7 +50,6 @@ from rewardlab.scoring import RewardScorer, pairwise_accuracy
 from rewardlab.train.batches import PairBatch, TokenizedPair, collate_pairs, tokenize_pairs
 from rewardlab.train.checkpoint import CHECKPOINT_DIR, TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
 from rewardlab.train.config import TrainConfig
-from rewardlab.train.frozen_cache import FrozenCacheStats, FrozenLayerCache, frozen_cache_unusable_reason
 from rewardlab.train.packing import PackedPairBatch, collate_packed_pairs
 from rewardlab.train.step import compute_batch_loss, pair_logprobs
 
@@ -153,13 +153,12 @@ def _frozen_layer_cache(
     """The cache of frozen lower layers' outputs this run uses, or None where it cannot help."""
     if config.lora or config.trainable_top_layers is None or config.frozen_cache_gb <= 0:
         return None
-    reason = "training runs on padded batches" if not packed else frozen_cache_unusable_reason(model)
+    reason = "training runs on padded batches" if not packed else frozen_cache_unusable_reason(model.causal_lm)
     if reason is not None:
         echo(f"frozen lower layers recomputed every step ({reason})")
         return None
     cache = shared if shared is not None else FrozenLayerCache(int(config.frozen_cache_gb * 2**30))
-    dtype = next(model.causal_lm.parameters()).dtype
-    cache.bind(config.model, frozen_lower_layer_count(model.causal_lm), dtype, str(accelerator.mixed_precision))
+    cache.bind(model.causal_lm, frozen_lower_layer_count(model.causal_lm), str(accelerator.mixed_precision))
     return cache
 
 
@@ -174,7 +173,7 @@ def train(
     """Train a reward model as configured and save it to ``config.output``.
 
     ``on_step(step, logs)`` is called after every optimizer step (after any checkpoint of that step).
-    ``frozen_cache`` lets several runs on the same base model and pairs share the frozen lower
+    ``frozen_cache`` lets several runs (and scorers) on the same frozen base share the frozen lower
     layers' outputs (by default each run keeps its own, reused across its epochs).
     """
     output = Path(config.output)
@@ -263,7 +262,9 @@ def train(
             last = micro == config.grad_accum - 1
             with (nullcontext() if last else accelerator.no_sync(model)), accelerator.autocast():
                 if cache is not None:
-                    batch = cache.attach(raw_model, items, batch)
+                    keys = [(tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in items]  # one packed group each
+                    batch = batch.with_lower_states(
+                        cache.lower_states(raw_model.causal_lm, keys, batch.packed), cache.lower_layers)
                 breakdown = compute_batch_loss(raw_model, batch, loss_config, reference)
                 accelerator.backward(breakdown.total / config.grad_accum)
             window.append(breakdown)

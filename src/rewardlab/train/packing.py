@@ -44,6 +44,10 @@ class PackedPairBatch:
     def chosen_indices(self) -> torch.Tensor:
         return torch.arange(self.num_pairs, device=self.packed.input_ids.device)
 
+    def with_lower_states(self, states: torch.Tensor, lower_layers: int) -> "PackedPairBatch":
+        """This batch with its row's outputs of the model's bottom ``lower_layers`` (frozen) layers attached."""
+        return PackedPairBatch(self.packed, self.margin, states, lower_layers)
+
     def to(self, device: torch.device) -> "PackedPairBatch":
         return PackedPairBatch(
             self.packed.to(device), None if self.margin is None else self.margin.to(device),
