@@ -20,13 +20,13 @@ HH_RLHF_HARMLESS_FILE = "anthropic-hh-rlhf/harmless-base-test.jsonl.gz"
 TRAIN_DATA_ALIASES = {HH_RLHF_HARMLESS: HH_RLHF_HARMLESS_FILE}
 
 BUDGET_NOTE = (
-    "Budget of the defaults, measured on a shared 2-core AMD EPYC with --threads 1 (the other core busy): "
+    "Budget of the defaults, measured on an otherwise idle 2-core AMD EPYC with torch's default 2 threads: "
     "10 models (5 methods x 2 seeds; BT+margin is n/a on hh-rlhf, which has no margins), each trained for "
-    "32 steps of 8 pairs of at most 256 tokens (7.5 s per step for BT, 9 s with the SFT regularizer, "
-    "about 10.5 s with DPO-noref; top 4 of 30 layers trainable) and scored on 80 held-out pairs plus 40 "
-    "sampled pairs each of HHH, LLMBar Natural and MT-Bench human at up to 512 tokens (about 6 min): "
-    "about 11 min per model, 1 h 50 min in all. With two free cores and the default 2 threads the whole "
-    "run took 57 min. "
+    "32 steps of 8 pairs of at most 256 tokens (top 4 of 30 layers trainable) and scored on 80 held-out "
+    "pairs plus 40 sampled pairs each of HHH, LLMBar Natural and MT-Bench human at up to 512 tokens. "
+    "All models share the frozen lower layers' outputs, so only the first model runs them (about 5 min "
+    "for its training and scoring); each later one takes 1-2 min. The whole run took 17.9 min "
+    "(57 min before the layers' outputs were shared). On a machine shared with other jobs pass --threads 1. "
     "On a GPU raise --steps, --train-pairs, --max-length and --eval-limit, or use --lora."
 )
 
