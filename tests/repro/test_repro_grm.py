@@ -13,7 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from rewardlab.cli import main
+from rewardlab.data.loaders import load_pairs
+from rewardlab.models.persistence import load_reward_model
+from rewardlab.repro.lm_check import chosen_response_nll
 from rewardlab.repro.methods import METHODS
+from rewardlab.train.batches import tokenize_pairs
 
 TINY = ["--model", "tiny-random", "--train-pairs", "24", "--heldout-pairs", "12", "--batch-size", "4",
         "--suites", "synthetic-ood", "--eval-limit", "8", "--threads", "1", "--no-progress"]
@@ -68,6 +72,16 @@ def test_full_run_writes_table_json_and_plot(tmp_path, margin_pairs, capsys):
     assert {c["seed"] for c in configs.values()} == {1}
     assert (configs["bt-margin"]["loss"], configs["grm-dpo-noref"]["reg"], configs["grm-sft-mlp"]["head"]) == ("margin", "dpo-noref", "mlp")
 
+    # The language-model check: every model and the base, measured on the same held-out tokens; the stored
+    # value (computed with the shared frozen-layer cache) equals a plain recomputation.
+    nll = data["lm_nll_heldout_chosen"]
+    assert set(nll) == {"base"} | {f"{m}-seed{s}" for m in METHODS for s in (0, 1)}
+    assert len({v["tokens"] for v in nll.values()}) == 1 and all(0 < v["nll_per_token"] < 20 for v in nll.values())
+    assert "## Language-model check" in report
+    model, tokenizer, _ = load_reward_model(out / "runs" / "grm-sft-linear" / "seed-1")
+    items = tokenize_pairs(tokenizer, load_pairs(str(out / "data" / "heldout.jsonl")), max_length=256, truncation="drop")
+    assert chosen_response_nll(model, items)[0] == pytest.approx(nll["grm-sft-linear-seed1"]["nll_per_token"], abs=1e-4)
+
 
 def _mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
@@ -110,9 +124,11 @@ def test_killed_run_resumes_without_redoing_finished_models(tmp_path, capsys):
     assert "over 2 invocation(s)" in report
     first_numbers = json.loads((out / "report.json").read_text())["accuracy"]
 
+    nll_stored = (out / "evals" / "lm-nll.json").stat().st_mtime_ns
     assert main(args) == 0  # a third run has nothing left to do
     log = capsys.readouterr().out
     assert "4 models (0 still to train)" in log and log.count("evaluation reused") == 4
+    assert (out / "evals" / "lm-nll.json").stat().st_mtime_ns == nll_stored  # the language-model check too
     assert json.loads((out / "report.json").read_text())["accuracy"] == first_numbers
 
     changed = [a if a != "6" else "5" for a in args]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rewardlab.files import save_figure_atomic, write_text_atomic
-from rewardlab.repro.analysis import OOD_MEAN, Analysis
+from rewardlab.repro.analysis import OOD_MEAN, Analysis, model_name
 from rewardlab.repro.config import ReproConfig
 from rewardlab.repro.evaluation import ID_DATASET, EvalPlan
 from rewardlab.repro.methods import BASELINE, METHODS, Method
@@ -32,6 +32,8 @@ class ReportContext:
     session_wall_s: float
     total_wall_s: float
     sessions: int
+    # model name ("base" for the untrained model) -> {"nll_per_token", "tokens"}: see `repro/lm_check.py`
+    lm_nll: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _pct(value: float) -> str:
@@ -155,6 +157,8 @@ def to_markdown(analysis: Analysis, context: ReportContext) -> str:
                      for c in analysis.columns]
             lines.append(f"| {method.label} | {seed} | " + " | ".join(cells) + " |")
 
+    lines += _lm_check_lines(analysis, context)
+
     if analysis.subset_columns:
         trained = [m for m in context.methods if m.name in analysis.subsets]
         lines += ["", "## Subsets (%), mean over seeds [95% interval]", "",
@@ -180,6 +184,28 @@ def to_markdown(analysis: Analysis, context: ReportContext) -> str:
         lines.append(f"| {name} | {timing.get('train_s', 0):.0f} | {timing.get('eval_s', 0):.0f} |")
     lines += ["", f"![accuracy by dataset]({PLOT_PNG})", ""]
     return "\n".join(lines)
+
+
+def _lm_check_lines(analysis: Analysis, context: ReportContext) -> list[str]:
+    """The language-model check table: NLL of the held-out chosen responses per method and seed."""
+    base = context.lm_nll.get("base")
+    if base is None:
+        return []
+    lines = ["", "## Language-model check: NLL of the held-out chosen responses (nat/token)", "",
+             f"Mean negative log-likelihood per token of the {base['tokens']} chosen-response tokens of the held-out "
+             f"pairs under each model's own language-model head; the base model's is {base['nll_per_token']:.4f}. "
+             "GRM's regularizer is meant to stop reward training from degrading the language model; if BT leaves "
+             "this value where the base model had it, there was nothing to protect at this scale.", "",
+             "| method | " + " | ".join(f"seed {seed}" for seed in analysis.seeds) + " | mean | change from base |",
+             "|---|" + "---:|" * (len(analysis.seeds) + 2)]
+    for method in context.methods:
+        values = [context.lm_nll.get(model_name(method.name, seed), {}).get("nll_per_token") for seed in analysis.seeds]
+        if any(value is None for value in values):
+            continue
+        mean = sum(values) / len(values)
+        lines.append(f"| {method.label} | " + " | ".join(f"{value:.4f}" for value in values)
+                     + f" | {mean:.4f} | {mean - base['nll_per_token']:+.4f} |")
+    return lines
 
 
 def _dropped(split: dict[str, Any]) -> str:
@@ -214,6 +240,8 @@ def to_json(analysis: Analysis, context: ReportContext) -> dict[str, Any]:
         "difference_from_bt": {m: {c: e.to_dict() for c, e in cols.items()} for m, cols in analysis.differences.items()},
         "subsets": {m: {c: e.to_dict() for c, e in cols.items()} for m, cols in analysis.subsets.items()},
         "timings_s": context.timings,
+        "lm_nll_heldout_chosen": {name: {"nll_per_token": v["nll_per_token"], "tokens": v["tokens"]}
+                                  for name, v in context.lm_nll.items()},
     }
 
 

@@ -144,6 +144,7 @@ def _run(
 ) -> ReproResult:
     from rewardlab.models.registry import load_tokenizer
     from rewardlab.models.frozen_cache import FrozenLayerCache
+    from rewardlab.repro.lm_check import BASE_MODEL, held_out_lm_nll
     from rewardlab.train.loop import train
 
     out_dir = Path(config.out)
@@ -181,6 +182,13 @@ def _run(
     # Every model trains on the same pairs and scores the same conversations from the same frozen base:
     # the frozen layers run once per pair and once per conversation.
     frozen_cache = FrozenLayerCache()
+    measure_nll = lambda name, model_dir: held_out_lm_nll(  # noqa: E731
+        name, model_dir, base_model=config.model, heldout_file=split.heldout_file, max_length=config.max_length,
+        trainable_top_layers=None if config.lora else config.trainable_top_layers, out_dir=out_dir,
+        device=config.device, frozen_cache=frozen_cache)
+    lm_nll = {BASE_MODEL: measure_nll(BASE_MODEL, None)}
+    echo(f"language-model check: the base model's NLL of the held-out chosen responses is "
+         f"{lm_nll[BASE_MODEL]['nll_per_token']:.4f} nat/token")
     for number, (method, seed) in enumerate(todo, start=1):
         began = time.perf_counter()
         name, run_dir = model_name(method.name, seed), run_dirs[(method.name, seed)]
@@ -197,6 +205,9 @@ def _run(
         result = evaluate_model(name, run_dir, plan, out_dir, device=config.device, batch_size=config.eval_batch_size,
                                 progress=progress, frozen_cache=frozen_cache)
         outcomes[name] = result
+        lm_nll[name] = measure_nll(name, run_dir)
+        echo(f"{name}: NLL of the held-out chosen responses {lm_nll[name]['nll_per_token']:.4f} nat/token "
+             f"(base {lm_nll[BASE_MODEL]['nll_per_token']:.4f})")
         if result.reused:
             echo(f"{name}: evaluation reused from an earlier run")
         else:
@@ -222,6 +233,7 @@ def _run(
         session_wall_s=tracker.session_wall_s,
         total_wall_s=tracker.total_wall_s,
         sessions=len(tracker.data["sessions"]),
+        lm_nll=lm_nll,
     )
     paths = write_report(analysis, context, out_dir)
     tracker.save()

@@ -1,0 +1,122 @@
+"""A mechanism check beside accuracy: did reward training move the language model?
+
+GRM's regularizer is meant to keep reward training from degrading the hidden states that the LM
+head reads. So for the base model and for every trained model this measures the mean negative
+log-likelihood per token of the held-out pairs' chosen responses under the model's own LM head,
+rendered exactly as in training. If plain BT leaves it where the base model had it, there was no
+degradation for the regularizer to prevent at this scale. Results are stored in
+``evals/lm-nll.json``, keyed by fingerprints of the model files and of the held-out data, so a
+rerun reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rewardlab.data.loaders import load_pairs
+from rewardlab.files import write_text_atomic
+from rewardlab.models.frozen_cache import FrozenLayerCache
+from rewardlab.models.layers import decoder_layers
+from rewardlab.models.packed import pack_groups
+from rewardlab.models.reward_model import RewardModel
+from rewardlab.repro.evaluation import EVALS_FOLDER, model_fingerprint
+from rewardlab.train.batches import TokenizedPair, tokenize_pairs
+
+LM_NLL_FILE = "lm-nll.json"
+BASE_MODEL = "base"
+
+
+def chosen_response_nll(
+    model: RewardModel,
+    items: Sequence[TokenizedPair],
+    *,
+    batch_size: int = 8,
+    frozen_cache: FrozenLayerCache | None = None,
+) -> tuple[float, int]:
+    """Mean NLL per chosen-response token (nat) and the number of those tokens.
+
+    Only the chosen sequences run, packed without padding; with ``frozen_cache`` (bound to this
+    model) the frozen lower layers' outputs are reused.
+    """
+    total, tokens = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                chunk = items[start:start + batch_size]
+                packed = pack_groups([[item.chosen_ids] for item in chunk], [[item.chosen_start] for item in chunk])
+                packed = packed.to(next(model.parameters()).device)
+                if frozen_cache is None:
+                    hidden = model.forward_packed(packed).hidden_states
+                else:
+                    keys = [(tuple(item.chosen_ids),) for item in chunk]
+                    lower = frozen_cache.lower_states(model.causal_lm, keys, packed)
+                    hidden = model.forward_packed(packed, lower, frozen_cache.lower_layers).hidden_states
+                total -= float(model.packed_response_logprobs(hidden, packed).sum())
+                tokens += sum(len(item.chosen_ids) - item.chosen_start for item in chunk)
+    finally:
+        model.train(was_training)
+    if tokens == 0:
+        raise ValueError("no chosen-response tokens to measure: every held-out pair was dropped at rendering")
+    return total / tokens, tokens
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def held_out_lm_nll(
+    name: str,
+    model_dir: Path | None,
+    *,
+    base_model: str,
+    heldout_file: Path,
+    max_length: int,
+    trainable_top_layers: int | None,
+    out_dir: Path,
+    device: str | None = None,
+    frozen_cache: FrozenLayerCache | None = None,
+) -> dict[str, Any]:
+    """``{"nll_per_token", "tokens", "reused"}`` for a trained model folder, or the base model if ``model_dir`` is None."""
+    from rewardlab.evaluate.scorers import pick_device
+    from rewardlab.models.persistence import load_reward_model
+
+    store_path = out_dir / EVALS_FOLDER / LM_NLL_FILE
+    stored: dict[str, Any] = {}
+    if store_path.is_file():
+        try:
+            stored = json.loads(store_path.read_text(encoding="utf-8"))
+        except ValueError:
+            stored = {}
+    key = {
+        "model": f"{base_model}:{max_length}" if model_dir is None else model_fingerprint(model_dir, max_length),
+        "data": _file_digest(heldout_file),
+    }
+    entry = stored.get(name)
+    if isinstance(entry, dict) and entry.get("key") == key:
+        return {"nll_per_token": entry["nll_per_token"], "tokens": entry["tokens"], "reused": True}
+
+    target = pick_device(device)
+    if model_dir is None:
+        model, tokenizer = RewardModel.from_base(base_model, head="linear")
+        model = model.to(target)
+    else:
+        model, tokenizer, _ = load_reward_model(model_dir, device=target)
+    items = tokenize_pairs(tokenizer, load_pairs(str(heldout_file)), max_length=max_length, truncation="drop")
+    cache = None
+    if frozen_cache is not None and trainable_top_layers is not None:
+        lower = len(decoder_layers(model.causal_lm.get_decoder())) - trainable_top_layers
+        if lower > 0:
+            frozen_cache.bind(model.causal_lm, lower)
+            cache = frozen_cache
+    nll, tokens = chosen_response_nll(model, items, frozen_cache=cache)
+    stored[name] = {"key": key, "nll_per_token": nll, "tokens": tokens}
+    write_text_atomic(store_path, json.dumps(stored, indent=1) + "\n")
+    return {"nll_per_token": nll, "tokens": tokens, "reused": False}
