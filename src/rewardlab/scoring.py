@@ -15,8 +15,7 @@ from tqdm.auto import tqdm
 
 from rewardlab.data.pair import Message, PreferencePair
 from rewardlab.data.render import render, render_batch, render_text
-from rewardlab.models.frozen_cache import FrozenLayerCache
-from rewardlab.models.layers import decoder_layers
+from rewardlab.models.frozen_cache import FrozenLayerCache, forward_packed_reusing
 from rewardlab.models.packed import group_shared_prefixes, pack_groups, packing_unsupported_reason
 from rewardlab.models.reward_model import RewardModel
 
@@ -69,11 +68,9 @@ class RewardScorer:
         self.packing = packing and packing_unsupported_reason(model.causal_lm) is None
         self.frozen_cache = None
         top = self.settings.get("trainable_top_layers")
-        if frozen_cache is not None and self.packing and isinstance(top, int) and not self.settings.get("lora"):
-            lower = len(decoder_layers(model.causal_lm.get_decoder())) - top
-            if lower > 0:
-                frozen_cache.bind(model.causal_lm, lower)
-                self.frozen_cache = frozen_cache
+        if (frozen_cache is not None and self.packing and isinstance(top, int) and not self.settings.get("lora")
+                and frozen_cache.bind_below_top(model.causal_lm, top)):
+            self.frozen_cache = frozen_cache
 
     @classmethod
     def from_pretrained(
@@ -160,13 +157,9 @@ class RewardScorer:
         rewards = [0.0] * len(sequences)
         for batch in tqdm(batches, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
             packed = pack_groups([[list(sequences[i]) for i in group] for group in batch]).to(self.device)
-            if self.frozen_cache is None:
-                values = self.model.forward_packed(packed).rewards.float().cpu().tolist()
-            else:
-                keys = [tuple(tuple(sequences[i]) for i in group) for group in batch]
-                lower = self.frozen_cache.lower_states(self.model.causal_lm, keys, packed)
-                out = self.model.forward_packed(packed, lower, self.frozen_cache.lower_layers)
-                values = out.rewards.float().cpu().tolist()
+            keys = [tuple(tuple(sequences[i]) for i in group) for group in batch]
+            out = forward_packed_reusing(self.model, packed, keys, self.frozen_cache)
+            values = out.rewards.float().cpu().tolist()
             for index, value in zip((i for group in batch for i in group), values):
                 rewards[index] = float(value)
         return rewards

@@ -100,3 +100,10 @@ def test_states_computed_while_scoring_can_train_later():
     hidden = packed_hidden_states(lm, packed, from_layer=2, start_states=states)
     hidden.sum().backward()
     assert top.mlp.down_proj.weight.grad is not None
+
+
+def test_bind_below_top_counts_the_frozen_layers_of_a_saved_setting():
+    lm = tiny_lm()
+    cache = FrozenLayerCache()
+    assert not cache.bind_below_top(lm, None) and not cache.bind_below_top(lm, 3)  # nothing frozen below
+    assert cache.bind_below_top(lm, 1) and cache.lower_layers == 2

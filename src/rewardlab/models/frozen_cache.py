@@ -21,6 +21,7 @@ from torch import nn
 
 from rewardlab.models.layers import decoder_layers, frozen_lower_layer_count, has_dropout
 from rewardlab.models.packed import PackedSequences, packed_hidden_states
+from rewardlab.models.reward_model import RewardModel, RewardOutput
 
 DEFAULT_BUDGET_BYTES = 2 << 30
 
@@ -84,6 +85,16 @@ class FrozenLayerCache:
             self.stats = FrozenCacheStats()
             self._signature = signature
 
+    def bind_below_top(self, causal_lm: nn.Module, trainable_top_layers: int | None) -> bool:
+        """Bind to the layers below a saved model's ``trainable_top_layers``; False (unbound) if there are none."""
+        if trainable_top_layers is None:
+            return False
+        lower = len(decoder_layers(causal_lm.get_decoder())) - trainable_top_layers
+        if lower < 1:
+            return False
+        self.bind(causal_lm, lower)
+        return True
+
     @property
     def lower_layers(self) -> int:
         if self._signature is None:
@@ -114,3 +125,12 @@ class FrozenLayerCache:
             self.stats.bytes += piece.nbytes
             self.stats.groups += 1
         return states
+
+
+def forward_packed_reusing(
+    model: RewardModel, packed: PackedSequences, keys: Sequence[Hashable], cache: FrozenLayerCache | None
+) -> RewardOutput:
+    """``model.forward_packed(packed)``, taking the frozen layers' outputs from ``cache`` (bound to it) if given."""
+    if cache is None:
+        return model.forward_packed(packed)
+    return model.forward_packed(packed, cache.lower_states(model.causal_lm, keys, packed), cache.lower_layers)

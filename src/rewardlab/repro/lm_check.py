@@ -21,8 +21,7 @@ import torch
 
 from rewardlab.data.loaders import load_pairs
 from rewardlab.files import write_text_atomic
-from rewardlab.models.frozen_cache import FrozenLayerCache
-from rewardlab.models.layers import decoder_layers
+from rewardlab.models.frozen_cache import FrozenLayerCache, forward_packed_reusing
 from rewardlab.models.packed import pack_groups
 from rewardlab.models.reward_model import RewardModel
 from rewardlab.repro.evaluation import EVALS_FOLDER, model_fingerprint
@@ -53,12 +52,8 @@ def chosen_response_nll(
                 chunk = items[start:start + batch_size]
                 packed = pack_groups([[item.chosen_ids] for item in chunk], [[item.chosen_start] for item in chunk])
                 packed = packed.to(next(model.parameters()).device)
-                if frozen_cache is None:
-                    hidden = model.forward_packed(packed).hidden_states
-                else:
-                    keys = [(tuple(item.chosen_ids),) for item in chunk]
-                    lower = frozen_cache.lower_states(model.causal_lm, keys, packed)
-                    hidden = model.forward_packed(packed, lower, frozen_cache.lower_layers).hidden_states
+                keys = [(tuple(item.chosen_ids),) for item in chunk]
+                hidden = forward_packed_reusing(model, packed, keys, frozen_cache).hidden_states
                 total -= float(model.packed_response_logprobs(hidden, packed).sum())
                 tokens += sum(len(item.chosen_ids) - item.chosen_start for item in chunk)
     finally:
@@ -110,12 +105,8 @@ def held_out_lm_nll(
     else:
         model, tokenizer, _ = load_reward_model(model_dir, device=target)
     items = tokenize_pairs(tokenizer, load_pairs(str(heldout_file)), max_length=max_length, truncation="drop")
-    cache = None
-    if frozen_cache is not None and trainable_top_layers is not None:
-        lower = len(decoder_layers(model.causal_lm.get_decoder())) - trainable_top_layers
-        if lower > 0:
-            frozen_cache.bind(model.causal_lm, lower)
-            cache = frozen_cache
+    cache = frozen_cache if frozen_cache is not None and frozen_cache.bind_below_top(model.causal_lm,
+                                                                                      trainable_top_layers) else None
     nll, tokens = chosen_response_nll(model, items, frozen_cache=cache)
     stored[name] = {"key": key, "nll_per_token": nll, "tokens": tokens}
     write_text_atomic(store_path, json.dumps(stored, indent=1) + "\n")
