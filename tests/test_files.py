@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from rewardlab.files import save_figure_atomic, write_json_atomic, write_text_atomic  # noqa: E402
+from rewardlab.files import read_json_store, save_figure_atomic, write_json_atomic, write_text_atomic  # noqa: E402
 
 
 def test_text_and_json_are_written_and_folders_created(tmp_path):
@@ -49,3 +49,14 @@ def test_figures_are_saved_in_the_format_of_the_suffix(tmp_path):
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in (tmp_path / "plot.svg").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png", "plot.svg"]
+
+
+def test_read_json_store_starts_empty_on_missing_or_unreadable_files(tmp_path):
+    path = tmp_path / "store.json"
+    assert read_json_store(path) == {}
+    write_json_atomic(path, {"a": 1})
+    assert read_json_store(path) == {"a": 1}
+    path.write_text('{"a": 1', encoding="utf-8")  # cut short
+    assert read_json_store(path) == {}
+    path.write_text("[1, 2]", encoding="utf-8")  # not an object
+    assert read_json_store(path) == {}

@@ -1,7 +1,8 @@
 """Atomic writes: a file is either its old content or its complete new content, never half-written.
 
 Every report, cache, metrics file and plot rewardlab writes goes through here, so an interrupted job
-never leaves a truncated file that a resumed run would trust.
+never leaves a truncated file that a resumed run would trust. `read_json_store` reads back the
+JSON stores resumable jobs keep (missing or unreadable: start empty, the work is redone).
 """
 
 from __future__ import annotations
@@ -44,3 +45,14 @@ def save_figure_atomic(figure: Any, path: Path, *, dpi: int = 120) -> None:
     """Save a matplotlib figure to ``path`` atomically (the format follows ``path``'s suffix)."""
     suffix = Path(path).suffix or ".png"
     _replace_atomically(Path(path), lambda temporary: figure.savefig(temporary, dpi=dpi), suffix=suffix)
+
+
+def read_json_store(path: Path) -> dict[str, Any]:
+    """The JSON object stored at ``path``, or {} if there is none or it cannot be read as one."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

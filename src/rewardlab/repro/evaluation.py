@@ -24,7 +24,7 @@ from rewardlab.evaluate.runner import evaluate_scorer
 from rewardlab.evaluate.scorers import RewardModelScorer
 from rewardlab.evaluate.suites import load_suite
 from rewardlab.repro.data import PreparedSplit, pair_key
-from rewardlab.files import write_text_atomic
+from rewardlab.files import read_json_store, write_text_atomic
 from rewardlab.models.frozen_cache import FrozenLayerCache
 
 ID_DATASET = "in-distribution"
@@ -155,14 +155,9 @@ def evaluate_model(
     cache_path = out_dir / EVALS_FOLDER / f"{name}.json"
     settings = json.loads((model_dir / "rewardlab_config.json").read_text(encoding="utf-8")).get("settings", {})
     model_key = model_fingerprint(model_dir, int(settings.get("max_length") or 0))
-    stored: dict[str, Any] = {}
-    if cache_path.is_file():
-        try:
-            stored = json.loads(cache_path.read_text(encoding="utf-8"))
-        except ValueError:
-            stored = {}
-        if stored.get("model") != model_key:
-            stored = {}
+    stored = read_json_store(cache_path)
+    if stored.get("model") != model_key:
+        stored = {}
     datasets_cache: dict[str, Any] = stored.get("datasets", {})
     fingerprints = {d.name: dataset_fingerprint(d) for d in plan.datasets}
     missing = [d for d in plan.datasets if datasets_cache.get(d.name, {}).get("fingerprint") != fingerprints[d.name]]

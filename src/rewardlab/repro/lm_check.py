@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from rewardlab.data.loaders import load_pairs
-from rewardlab.files import write_text_atomic
+from rewardlab.files import read_json_store, write_text_atomic
 from rewardlab.models.frozen_cache import FrozenLayerCache, forward_packed_reusing
 from rewardlab.models.packed import pack_groups
 from rewardlab.models.reward_model import RewardModel
@@ -84,12 +84,7 @@ def held_out_lm_nll(
     from rewardlab.models.persistence import load_reward_model
 
     store_path = out_dir / EVALS_FOLDER / LM_NLL_FILE
-    stored: dict[str, Any] = {}
-    if store_path.is_file():
-        try:
-            stored = json.loads(store_path.read_text(encoding="utf-8"))
-        except ValueError:
-            stored = {}
+    stored = read_json_store(store_path)
     key = {
         "model": f"{base_model}:{max_length}" if model_dir is None else model_fingerprint(model_dir, max_length),
         "data": _file_digest(heldout_file),

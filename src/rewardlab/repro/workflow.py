@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.machine import describe_machine
-from rewardlab.files import write_text_atomic
+from rewardlab.files import read_json_store, write_text_atomic
 from rewardlab.repro.analysis import Analysis, analyze, model_name
 from rewardlab.repro.config import ReproConfig, identity_differences
 from rewardlab.repro.data import prepare_split
@@ -62,12 +62,7 @@ class Progress:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict[str, Any] = {"sessions": [], "timings": {}}
-        if path.is_file():
-            try:
-                self.data = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                pass
+        self.data: dict[str, Any] = read_json_store(path) or {"sessions": [], "timings": {}}
         self.began = time.perf_counter()
         self.data["sessions"].append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "wall_s": 0.0})
         self.save()
