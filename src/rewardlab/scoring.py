@@ -157,7 +157,7 @@ class RewardScorer:
         rewards = [0.0] * len(sequences)
         for batch in tqdm(batches, desc=progress, unit="batch", disable=progress is None, dynamic_ncols=True):
             packed = pack_groups([[list(sequences[i]) for i in group] for group in batch]).to(self.device)
-            keys = [tuple(tuple(sequences[i]) for i in group) for group in batch]
+            keys = [tuple(tuple(sequences[i]) for i in group) for group in batch] if self.frozen_cache else []
             out = forward_packed_reusing(self.model, packed, keys, self.frozen_cache)
             values = out.rewards.float().cpu().tolist()
             for index, value in zip((i for group in batch for i in group), values):

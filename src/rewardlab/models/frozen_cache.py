@@ -130,7 +130,10 @@ class FrozenLayerCache:
 def forward_packed_reusing(
     model: RewardModel, packed: PackedSequences, keys: Sequence[Hashable], cache: FrozenLayerCache | None
 ) -> RewardOutput:
-    """``model.forward_packed(packed)``, taking the frozen layers' outputs from ``cache`` (bound to it) if given."""
+    """``model.forward_packed(packed)``, taking the frozen layers' outputs from ``cache`` (bound to it) if given.
+
+    ``keys`` name the packed groups (see `FrozenLayerCache.lower_states`); unused without a cache.
+    """
     if cache is None:
         return model.forward_packed(packed)
     return model.forward_packed(packed, cache.lower_states(model.causal_lm, keys, packed), cache.lower_layers)

@@ -52,7 +52,7 @@ def chosen_response_nll(
                 chunk = items[start:start + batch_size]
                 packed = pack_groups([[item.chosen_ids] for item in chunk], [[item.chosen_start] for item in chunk])
                 packed = packed.to(next(model.parameters()).device)
-                keys = [(tuple(item.chosen_ids),) for item in chunk]
+                keys = [(tuple(item.chosen_ids),) for item in chunk] if frozen_cache else []
                 hidden = forward_packed_reusing(model, packed, keys, frozen_cache).hidden_states
                 total -= float(model.packed_response_logprobs(hidden, packed).sum())
                 tokens += sum(len(item.chosen_ids) - item.chosen_start for item in chunk)
