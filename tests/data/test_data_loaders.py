@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,10 +32,7 @@ def write_jsonl(path: Path, records: list) -> Path:
 
 def test_real_hh_rlhf_file_every_record_accounted_for():
     report = LoadReport()
-    start = time.perf_counter()
     pairs = load_pairs(str(HH_TEST_FILE), report=report)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"loading 2,312 pairs took {elapsed:.2f}s"
     # 5 pairs have differing prompts (known hh-rlhf quirk); 4 more have an empty final chosen turn.
     assert report.skipped == {"prompts differ": 5, "empty response": 4}
     assert report.kept == len(pairs) == 2303

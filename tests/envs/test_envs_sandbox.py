@@ -196,6 +196,15 @@ def test_wall_clock_timeout_kills_the_whole_tree(bwrap_sandbox):
     _assert_still_works(session)
 
 
+def test_cpu_time_limit_stops_a_busy_command_before_the_wall_clock():
+    sandbox = BubblewrapSandbox(SandboxLimits(command_timeout=30, cpu_seconds=1))
+    session = sandbox.start(FILES)
+    result = session.run("while true; do :; done")
+    assert not result.timed_out and result.exit_code != 0 and result.seconds < 20
+    assert "CPU time limit reached" in result.stderr + " ".join(result.notes), (result.stderr, result.notes)
+    _assert_still_works(session)
+
+
 def test_missing_bwrap_stops_with_install_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):

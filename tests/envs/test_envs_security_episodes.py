@@ -27,11 +27,14 @@ ATTACKS = {
     "network": ("python3 -c \"import urllib.request; urllib.request.urlopen('http://example.com', timeout=2)\"",
                 "URLError"),
     "fork-bomb": ("bomb() { bomb | bomb & }; bomb; sleep 1", "Resource temporarily unavailable"),
-    "unbounded-memory": ("python3 -c 'x = []\nwhile True: x.append(bytearray(50 * 1024**2))'", "MemoryError"),
+    "unbounded-memory": ("python3 -c 'x = []\nwhile True: x.append(bytearray(50 * 1024**2))'",
+                         ("MemoryError", "memory limit")),
     "disk-fill": ("for i in $(seq 1 20); do head -c 15M /dev/zero > junk$i; done", "No space left on device"),
     "endless-print": ("while true; do echo 'all work and no play'; done", "output exceeded"),
     "background-process": ("nohup sleep 600 >/dev/null 2>&1 & echo started", None),
-    "busy-loop": ("while true; do :; done", "timed out"),
+    # Whichever stops the loop first, the CPU limit or the wall clock, contains it; which one wins depends on
+    # how busy the machine is, so either is accepted.
+    "busy-loop": ("while true; do :; done", ("CPU time limit reached", "timed out")),
 }
 
 
@@ -56,9 +59,10 @@ def test_attack_is_contained_and_the_next_episode_is_unaffected(strict_sandbox, 
     first, after = record.commands
     output = record.messages[-4]["content"]
     if evidence is not None:
-        assert evidence in output, output[-600:]
+        accepted = (evidence,) if isinstance(evidence, str) else evidence
+        assert any(text in output for text in accepted), output[-600:]
     if attack == "busy-loop":
-        assert first["timed_out"]
+        assert first["exit_code"] != 0 and first["seconds"] < 10
     if attack == "endless-print":
         assert first["output_truncated"] and not first["timed_out"]
     assert after["exit_code"] == 0

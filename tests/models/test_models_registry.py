@@ -89,9 +89,7 @@ def test_second_load_uses_the_cache_without_rebuilding(monkeypatch: pytest.Monke
         raise AssertionError("cache should have been reused")
 
     monkeypatch.setattr("rewardlab.models.registry.write_tiny_random", fail_build)
-    started = time.perf_counter()
     load_backbone("tiny-random")
-    assert time.perf_counter() - started < 5.0
     assert (folder / MARKER_FILE).stat().st_mtime_ns == marker_time
 
 
