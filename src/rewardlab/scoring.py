@@ -18,12 +18,13 @@ from rewardlab.data.render import render, render_batch, render_text
 from rewardlab.models.frozen_cache import FrozenLayerCache, forward_packed_reusing
 from rewardlab.models.packed import group_shared_prefixes, pack_groups, packing_unsupported_reason
 from rewardlab.models.reward_model import RewardModel
+from rewardlab.errors import RewardlabError
 
 DEFAULT_MAX_LENGTH = 1024
 DEFAULT_SCORING_TRUNCATION = "prompt-left"
 
 
-class UnscorableError(ValueError):
+class UnscorableError(RewardlabError, ValueError):
     """A conversation that cannot be scored (its response alone exceeds the length limit)."""
 
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from rewardlab.cli import core, envs, serve, evaluate, repro
+from rewardlab.errors import RewardlabError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,13 +17,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rewardlab",
         description="Train generalizable reward models and catch reward gaming.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for group in (core, envs, serve, evaluate, repro):
         group.register(subparsers)
     return parser
 
 
+USAGE_ERROR_STATUS = 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A `RewardlabError` (something the user can fix) prints one message and exits 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -30,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RewardlabError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR_STATUS
     return int(result or 0)
 
 

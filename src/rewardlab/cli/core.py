@@ -64,6 +64,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="with --trainable-top-layers: memory for reusing the frozen layers' outputs across epochs (default 2; 0: off)",
     )
     p.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint in --output")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace a finished run in --output")
     p.set_defaults(func=_run_train)
 
 
@@ -71,7 +72,7 @@ _TRAIN_FIELDS = (
     "model", "data", "output", "eval_data", "loss", "reg", "alpha", "beta", "label_smoothing", "center_coefficient",
     "head", "lora", "lora_r", "lora_alpha", "trainable_top_layers", "epochs", "max_steps", "batch_size", "grad_accum",
     "lr", "max_length", "truncation", "train_limit", "eval_limit", "eval_interval", "save_steps", "seed", "bf16", "packing",
-    "frozen_cache_gb", "resume",
+    "frozen_cache_gb", "resume", "overwrite",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from rewardlab.data.pair import Message
+from rewardlab.errors import RewardlabError
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 SPEAKER_ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -16,7 +17,7 @@ SPEAKER_ROLES = {"Human": "user", "Assistant": "assistant"}
 _TURN_START = re.compile(r"(?:\A|\n\n)(Human|Assistant):")
 
 
-class DialogueFormatError(ValueError):
+class DialogueFormatError(RewardlabError, ValueError):
     """Text that does not follow the Human/Assistant turn layout."""
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from rewardlab.errors import RewardlabError
 
 
-class DataError(ValueError):
+class DataError(RewardlabError, ValueError):
     """Input that cannot be read as preference pairs; the message names the file, record and field.
 
     ``location`` is ``path:line`` for JSON Lines (1-based line) or ``path[index]`` for JSON lists,

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from rewardlab.errors import RewardlabError
 
 EPISODES_FILE = "episodes.jsonl"
 ERRORS_FILE = "errors.jsonl"
@@ -21,7 +22,7 @@ RUN_FILE = "run.json"
 _append_lock = threading.Lock()
 
 
-class RunFolderError(ValueError):
+class RunFolderError(RewardlabError, ValueError):
     """A run folder is missing, unreadable, or holds a different run; the message says which file."""
 
 

@@ -29,6 +29,7 @@ from rewardlab.models.atomic_dir import replace_dir_atomically
 from rewardlab.models.heads import HeadConfig, RewardHead
 from rewardlab.models.registry import MODEL_ALIASES, ModelLoadError, load_backbone
 from rewardlab.models.reward_model import RewardModel
+from rewardlab.errors import RewardlabError
 
 CONFIG_FILE = "rewardlab_config.json"
 HEAD_FILE = "reward_head.safetensors"
@@ -45,7 +46,7 @@ MODEL_ARTIFACT_NAMES = frozenset({
 MODEL_ARTIFACT_PREFIXES = ("model-", "adapter_", "tokenizer", "special_tokens_map", "chat_template", "vocab.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RewardlabError, ValueError):
     """A saved reward model is incomplete or inconsistent; the message says what and what to do."""
 
 

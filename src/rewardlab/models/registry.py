@@ -19,6 +19,7 @@ from rewardlab.models.cache import cached_folder
 from rewardlab.models.smollm2 import resolve_smollm2
 from rewardlab.models.tiny_random import RECIPE as TINY_RANDOM_RECIPE
 from rewardlab.models.tiny_random import write_tiny_random
+from rewardlab.errors import RewardlabError
 
 ADDED_PAD_TOKEN = "<|rewardlab_pad|>"
 # Attribute set on every loaded model: the name it was requested by (alias, hub id or path).
@@ -35,7 +36,7 @@ _PROBE_CONVERSATION = (
 )
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(RewardlabError, RuntimeError):
     """A model or tokenizer could not be loaded; the message says which and why."""
 
 

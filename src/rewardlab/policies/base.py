@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from rewardlab.data.pair import Message
+from rewardlab.errors import RewardlabError
 
 
-class PolicyError(RuntimeError):
+class PolicyError(RewardlabError, RuntimeError):
     """A policy could not produce a reply (bad spec, unreachable server, exhausted replay…)."""
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
+from rewardlab.errors import RewardlabError
 
 OVERLENGTH_POLICIES = ("truncate", "reject")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 
 
-class ServeConfigError(ValueError):
+class ServeConfigError(RewardlabError, ValueError):
     """A server setting that cannot work (named in the message)."""
 
 

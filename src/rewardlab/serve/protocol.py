@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewardlab.data.pair import Message
+from rewardlab.errors import RewardlabError
 
 ROLES = ("system", "user", "assistant")
 
 
-class RequestError(Exception):
+class RequestError(RewardlabError):
     """A request the server refuses; ``status`` is the HTTP status code to answer with."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -62,6 +62,7 @@ class TrainConfig:
     save_steps: int = 100
     log_interval: int = 10
     resume: bool = False
+    overwrite: bool = False  # replace a finished run in `output` (refused otherwise)
     progress: bool = True
 
     def __post_init__(self) -> None:

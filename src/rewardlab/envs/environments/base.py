@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rewardlab.envs.sandbox.base import SandboxSession
+from rewardlab.errors import RewardlabError
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class EpisodeView:
     commands: tuple[str, ...]
 
 
-class EnvironmentOptionError(ValueError):
+class EnvironmentOptionError(RewardlabError, ValueError):
     """An ``--env-option`` is unknown or has a bad value; the message names it."""
 
 

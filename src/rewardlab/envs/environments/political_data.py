@@ -21,8 +21,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rewardlab.errors import RewardlabError
 
-class PoliticalDataError(ValueError):
+
+class PoliticalDataError(RewardlabError, ValueError):
     """A political-sycophancy data file cannot be read; the message names the file and line."""
 
 

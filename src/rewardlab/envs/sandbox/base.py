@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+from rewardlab.errors import RewardlabError
 
 HOME = "/root"
 """Where the episode files live inside the sandbox; also the starting working directory."""
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(RewardlabError, RuntimeError):
     """The requested sandbox cannot run on this machine; the message says how to fix it."""
 
 
