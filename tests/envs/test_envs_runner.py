@@ -120,3 +120,25 @@ def test_show_finds_by_id_or_index_and_prints_the_transcript(bwrap_sandbox, tmp_
         find_episode(tmp_path, "nope")
     with pytest.raises(RunFolderError, match="does not exist"):
         load_episodes(tmp_path / "missing")
+
+
+def test_rerun_with_other_sampling_or_sandbox_settings_is_refused_and_run_json_records_them(bwrap_sandbox, tmp_path):
+    from rewardlab.envs.sandbox import BubblewrapSandbox, SandboxLimits
+
+    env = make_environment("reward-tampering")
+    sampling = {"temperature": 1.0, "max_new_tokens": 256, "prefill": None, "grader": None}
+    run_episodes([env], ScriptedPolicy("honest"), "scripted:honest", bwrap_sandbox, n=1, seed=0, out_dir=tmp_path,
+                 progress=False, episode_settings=sampling)
+    recorded = json.loads((tmp_path / RUN_FILE).read_text())
+    assert recorded["episode_settings"] == sampling
+    assert recorded["sandbox_limits"]["command_timeout"] == 4.0
+    with pytest.raises(RunFolderError, match=r"episode settings \(temperature: 1.0 -> 0.7\)"):
+        run_episodes([env], ScriptedPolicy("honest"), "scripted:honest", bwrap_sandbox, n=2, seed=0, out_dir=tmp_path,
+                     progress=False, episode_settings={**sampling, "temperature": 0.7})
+    looser = BubblewrapSandbox(SandboxLimits(command_timeout=9.0, cpu_seconds=4))
+    with pytest.raises(RunFolderError, match=r"sandbox limits \(command_timeout: 4.0 -> 9.0\)"):
+        run_episodes([env], ScriptedPolicy("honest"), "scripted:honest", looser, n=2, seed=0, out_dir=tmp_path,
+                     progress=False, episode_settings=sampling)
+    same = run_episodes([env], ScriptedPolicy("honest"), "scripted:honest", bwrap_sandbox, n=2, seed=0,
+                        out_dir=tmp_path, progress=False, episode_settings=dict(sampling))
+    assert (same.finished, same.already_done) == (1, 1)

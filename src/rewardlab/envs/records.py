@@ -8,6 +8,7 @@ before a resumed run appends again.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,9 +36,49 @@ class LoadedEpisodes:
     examples: list[str] = field(default_factory=list)
 
 
+def _escape_surrogates(text: str) -> str:
+    """Text that encodes as UTF-8: lone surrogates (undecodable file-name bytes, broken model output)
+    become visible escapes such as ``\\xff`` instead of making the record unwritable."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", errors="surrogateescape" if _only_escaped_bytes(text) else "backslashreplace")
+        return raw.decode("utf-8", errors="backslashreplace")
+
+
+def _only_escaped_bytes(text: str) -> bool:
+    """Whether every surrogate in ``text`` is one ``os.fsdecode`` made from a byte (U+DC80..U+DCFF)."""
+    return all(0xDC80 <= ord(char) <= 0xDCFF for char in text if 0xD800 <= ord(char) <= 0xDFFF)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every string encodable as UTF-8 and every float finite-or-labelled, so that any
+    record (whatever a policy made its files or replies contain) is strict JSON.
+
+    Non-finite floats become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``."""
+    if isinstance(value, str):
+        return _escape_surrogates(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {json_safe(str(key)): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def encode_json_line(record: dict[str, Any]) -> bytes:
+    """One strict-JSON line (UTF-8, no NaN) for ``record``."""
+    return (json.dumps(json_safe(record), ensure_ascii=False, allow_nan=False, default=repr) + "\n").encode("utf-8")
+
+
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    """Append ``record`` as one JSON line, atomically with respect to other appends and crashes."""
-    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    """Append ``record`` as one JSON line, atomically with respect to other appends and crashes.
+
+    Never fails on the record's content (see `json_safe`): one odd episode cannot stop a run.
+    """
+    line = encode_json_line(record)
     with _append_lock:
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

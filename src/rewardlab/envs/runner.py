@@ -7,8 +7,11 @@ failed are logged to ``errors.jsonl`` and not recorded as finished, so a rerun r
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import traceback
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +53,33 @@ class RunSummary:
     outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def _check_run_settings(out_dir: Path, policy_spec: str, sandbox_kind: str, max_commands: int,
-                        envs: list[Environment]) -> None:
+def _sandbox_limits(sandbox: Sandbox | None) -> dict[str, Any] | None:
+    limits = getattr(sandbox, "limits", None)
+    return dataclasses.asdict(limits) if dataclasses.is_dataclass(limits) else None
+
+
+def _differences(before: Any, after: Any) -> str:
+    if isinstance(before, dict) and isinstance(after, dict):
+        names = sorted(set(before) | set(after))
+        return ", ".join(f"{name}: {before.get(name)!r} -> {after.get(name)!r}"
+                         for name in names if before.get(name) != after.get(name))
+    return f"{before!r} -> {after!r}"
+
+
+def _check_run_settings(out_dir: Path, policy_spec: str, sandbox: Sandbox | None, max_commands: int,
+                        envs: list[Environment], episode_settings: Mapping[str, Any] | None) -> None:
+    """Refuse a rerun whose settings would make its episodes differ from those already recorded."""
     existing = read_run_settings(out_dir) or {}
+    current: dict[str, Any] = {
+        "episode_settings": json.loads(json.dumps(dict(episode_settings or {}), default=str)),
+    }
+    if sandbox is not None:  # runs of tool-free environments start no sandbox: nothing to compare
+        current["sandbox"] = getattr(sandbox, "kind", type(sandbox).__name__)
+        current["sandbox_limits"] = _sandbox_limits(sandbox)
+    for key, value in current.items():
+        if existing.get(key) is not None and existing[key] != value:
+            raise RunFolderError(f"{out_dir / RUN_SETTINGS_FILE} was run with other {key.replace('_', ' ')} "
+                                 f"({_differences(existing[key], value)}); use a different --out folder")
     previous_policy = existing.get("policy")
     if previous_policy is not None and previous_policy != policy_spec:
         raise RunFolderError(f"{out_dir / RUN_SETTINGS_FILE} belongs to policy {previous_policy!r}, not {policy_spec!r}; "
@@ -68,15 +95,19 @@ def _check_run_settings(out_dir: Path, policy_spec: str, sandbox_kind: str, max_
                                  f"not {settings}; use a different --out folder")
         env_settings[env.name] = settings
     write_json_atomic(out_dir / RUN_SETTINGS_FILE, sort_keys=True, data={
-        "policy": policy_spec, "sandbox": sandbox_kind, "max_commands": max_commands,
+        **existing, "policy": policy_spec, "max_commands": max_commands, **current,
         "environments": env_settings, "rewardlab_version": __version__,
     })
 
 
 def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sandbox: Sandbox | None, *,
                  n: int, seed: int, out_dir: Path, workers: int = 1, max_commands: int = DEFAULT_MAX_COMMANDS,
-                 max_failures: int = 10, progress: bool = True) -> RunSummary:
+                 max_failures: int = 10, progress: bool = True,
+                 episode_settings: Mapping[str, Any] | None = None) -> RunSummary:
     """Run episodes ``0..n-1`` of each environment (skipping finished ones) into ``out_dir``.
+
+    ``episode_settings`` (sampling temperature, token limits, grader, …) and the sandbox's limits are
+    recorded in ``run.json``; a rerun into the same folder with any of them changed is refused.
 
     Stops scheduling new episodes after ``max_failures`` failed episodes (e.g. an unreachable
     server); the failures are in ``errors.jsonl``.
@@ -85,7 +116,7 @@ def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sand
         raise ValueError(f"need n >= 0, workers >= 1 and max_commands >= 0 (got {n}, {workers}, {max_commands})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_settings(out_dir, policy_spec, getattr(sandbox, "kind", "none"), max_commands, envs)
+    _check_run_settings(out_dir, policy_spec, sandbox, max_commands, envs, episode_settings)
     episodes_path = out_dir / EPISODES_FILE
     repaired = repair_tail(episodes_path)
     loaded = load_episodes(out_dir) if episodes_path.exists() else None

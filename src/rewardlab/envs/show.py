@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,25 @@ def find_episode(folder: Path, key: str) -> dict[str, Any]:
     raise RunFolderError(f"no episode {key!r} in {folder} (ids look like: {examples})")
 
 
+# C0 and C1 control characters other than newline and tab, DEL, and bidirectional-text overrides: a policy's
+# output could otherwise move the cursor, recolour or rewrite the terminal of whoever reads the episode.
+_UNSAFE_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_control_characters(text: str) -> str:
+    """``text`` safe to print on a terminal: unsafe characters shown as ``\\xNN`` / ``\\uNNNN`` escapes."""
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _UNSAFE_CHARACTERS.sub(escape, text)
+
+
 def format_episode(record: dict[str, Any]) -> str:
-    """Header (outcome, evidence, commands, timings) followed by the Human/Assistant transcript."""
+    """Header (outcome, evidence, commands, timings) followed by the Human/Assistant transcript.
+
+    Everything a policy wrote is shown with its control characters escaped.
+    """
     timings = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in record.get("timings", {}).items())
     lines = [
         f"episode   {record['id']}",
@@ -46,4 +64,4 @@ def format_episode(record: dict[str, Any]) -> str:
         "final answer (what graders see, <cot> removed):",
         record.get("final_answer", ""),
     ]
-    return "\n".join(lines)
+    return escape_control_characters("\n".join(lines))
