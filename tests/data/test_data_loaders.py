@@ -203,13 +203,22 @@ def test_datasets_folders_with_and_without_splits(tmp_path):
         load_pairs(str(several), split="validation")
 
 
-def test_folder_of_data_files_goes_through_load_dataset(tmp_path):
+def test_folder_of_data_files_splits_like_load_dataset(tmp_path):
+    # JSON Lines are read here (sources are file:line); other layouts, such as CSV, go through load_dataset.
     folder = tmp_path / "files"
     folder.mkdir()
     write_jsonl(folder / "train.jsonl", _records())
     pairs = load_pairs(str(folder))
     _assert_two_standard_pairs(pairs)
-    assert pairs[0].source == f"{folder}[train][0]"
+    assert pairs[0].source == f"{folder / 'train.jsonl'}:1"
+    csv_folder = tmp_path / "csv"
+    csv_folder.mkdir()
+    (csv_folder / "train.csv").write_text(
+        "prompt,chosen,rejected,margin\nWhat is the capital of France?,Paris.,Lyon.,0.5\n2 + 2?,4,5,\n", encoding="utf-8"
+    )
+    pairs = load_pairs(str(csv_folder))
+    _assert_two_standard_pairs(pairs)
+    assert pairs[0].source == f"{csv_folder}[train][0]"
 
 
 def test_conversational_parquet_and_datasets_folder(tmp_path):
@@ -399,6 +408,78 @@ def test_missing_file_split_on_file_and_nothing_usable(tmp_path):
     unsupported.write_text("prompt,chosen,rejected\n", encoding="utf-8")
     with pytest.raises(DataError, match="unsupported file type"):
         load_pairs(str(unsupported))
+
+
+def test_empty_sources_are_errors_not_empty_lists(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n  \n\n", encoding="utf-8")
+    empty_list = tmp_path / "empty.json"
+    empty_list.write_text("[]", encoding="utf-8")
+    empty_gz = tmp_path / "empty.jsonl.gz"
+    empty_gz.write_bytes(gzip.compress(b""))
+    no_rows = tmp_path / "empty.parquet"
+    pq.write_table(pa.Table.from_pylist([], schema=pa.schema([("chosen", pa.string()), ("rejected", pa.string())])), no_rows)
+    for path in (empty, blank, empty_list, empty_gz, no_rows):
+        with pytest.raises(DataError, match=rf"^{path}: holds no records"):
+            load_pairs(str(path))
+    assert load_pairs(str(empty), limit=0) == []
+
+
+def test_json_that_python_cannot_read_names_file_and_line(tmp_path):
+    good = json.dumps({"prompt": "Q", "chosen": "A", "rejected": "B"})
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text(good + "\n" + "[" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"{deep}:2: invalid JSON: nested too deeply"):
+        load_pairs(str(deep))
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(good + "\n" + '{"prompt": "Q", "chosen": "A", "rejected": "B", "margin": ' + "9" * 5000 + "}\n")
+    with pytest.raises(DataError, match=rf"{huge}:2: invalid JSON: Exceeds the limit"):
+        load_pairs(str(huge))
+    deep_list = tmp_path / "deep.json"
+    deep_list.write_text("[" * 100_000, encoding="utf-8")
+    with pytest.raises(DataError, match=rf"{deep_list}: invalid JSON: nested too deeply"):
+        load_pairs(str(deep_list))
+
+
+def test_unpaired_surrogate_is_an_error_naming_the_field(tmp_path):
+    # Valid JSON (an escape), but no tokenizer can encode it.
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text('{"prompt": "Q", "chosen": "A", "rejected": "B"}\n{"prompt": "Q", "chosen": "A\\ud800", "rejected": "B"}\n')
+    with pytest.raises(DataError, match=rf"{path}:2: field 'chosen': holds an unpaired surrogate '\\ud800' at character 2"):
+        load_pairs(str(path))
+
+
+def test_damaged_containers_are_data_errors(tmp_path):
+    import datasets
+
+    truncated_gz = tmp_path / "truncated.jsonl.gz"
+    truncated_gz.write_bytes(gzip.compress(json.dumps(_records()[0]).encode() + b"\n")[:-6])
+    with pytest.raises(DataError, match=rf"{truncated_gz}: cannot read file"):
+        load_pairs(str(truncated_gz))
+    not_parquet = tmp_path / "garbage.parquet"
+    not_parquet.write_bytes(b"PAR1 this is not a parquet file")
+    with pytest.raises(DataError, match=rf"{not_parquet}: cannot read as Parquet"):
+        load_pairs(str(not_parquet))
+    damaged_pages = tmp_path / "damaged.parquet"
+    pq.write_table(pa.Table.from_pylist(_records()), damaged_pages)
+    raw = bytearray(damaged_pages.read_bytes())
+    raw[4:40] = b"\xff" * 36  # the first page header, just after the leading magic bytes
+    damaged_pages.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=rf"{damaged_pages}\[0\]: cannot read Parquet rows"):
+        load_pairs(str(damaged_pages))
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_list(_records()).save_to_disk(str(saved))
+    for arrow_file in saved.glob("*.arrow"):
+        arrow_file.unlink()
+    with pytest.raises(DataError, match=rf"{saved}: cannot read as a saved datasets folder: FileNotFoundError"):
+        load_pairs(str(saved))
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(json.dumps(_records()[0]) + '\n{"prompt": \n', encoding="utf-8")
+    with pytest.raises(DataError, match=rf"{folder / 'train.jsonl'}:2: invalid JSON"):
+        load_pairs(str(folder))
 
 
 def test_skips_are_logged_when_the_caller_passes_no_report(tmp_path, caplog):

@@ -15,6 +15,7 @@ SPEAKER_ROLES = {"Human": "user", "Assistant": "assistant"}
 
 # A speaker label at the very start of the text or after a blank line.
 _TURN_START = re.compile(r"(?:\A|\n\n)(Human|Assistant):")
+_HUMAN_TURN = re.compile(r"(?:\A|\n\n)Human:")
 
 
 class DialogueFormatError(RewardlabError, ValueError):
@@ -38,6 +39,11 @@ def parse_dialogue(text: str) -> list[Message]:
         content = text[match.end() : end].strip()
         messages.append({"role": SPEAKER_ROLES[match.group(1)], "content": content})
     return messages
+
+
+def has_dialogue_markers(text: str) -> bool:
+    """Whether ``text`` looks like hh-rlhf dialogue: a ``Human:`` turn and a ``"\\n\\nAssistant:"`` turn."""
+    return ASSISTANT_MARKER in text and _HUMAN_TURN.search(text) is not None
 
 
 def split_last_assistant_turn(text: str) -> tuple[str, str] | None:

@@ -5,8 +5,10 @@ Formats (TRL's conventions, detected from the columns of the first record):
 * ``standard``: ``prompt``, ``chosen``, ``rejected`` strings;
 * ``conversational``: ``prompt`` a list of messages, ``chosen``/``rejected`` lists holding one assistant
   message (or full conversations that start with the prompt messages);
+* ``implicit-standard``: ``chosen``/``rejected`` plain-text strings whose common beginning is the prompt;
 * ``implicit-conversational``: ``chosen``/``rejected`` full conversations, prompt = all but the last message;
-* ``hh-rlhf-text``: ``chosen``/``rejected`` raw ``"\\n\\nHuman: …\\n\\nAssistant: …"`` strings.
+* ``hh-rlhf-text``: ``chosen``/``rejected`` raw ``"\\n\\nHuman: …\\n\\nAssistant: …"`` strings (told apart
+  from ``implicit-standard`` by those markers).
 
 Structural problems (missing column, wrong type) raise `DataError`; content problems raise `SkipRecord`,
 which the loader counts in its `LoadReport`.
@@ -15,14 +17,22 @@ which the loader counts in its `LoadReport`.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
-from rewardlab.data.dialogue import DialogueFormatError, parse_dialogue, split_last_assistant_turn
+from rewardlab.data.dialogue import (
+    DialogueFormatError,
+    has_dialogue_markers,
+    parse_dialogue,
+    split_last_assistant_turn,
+)
 from rewardlab.data.pair import Message, PreferencePair
 from rewardlab.data.report import DataError
 
 ALLOWED_ROLES = ("system", "user", "assistant")
 SOURCE_COLUMNS = ("source", "subset")
+EXPLICIT_PROMPT_FORMATS = ("standard", "conversational")
+FORMATS = (*EXPLICIT_PROMPT_FORMATS, "implicit-standard", "implicit-conversational", "hh-rlhf-text")
 
 SKIP_EMPTY_RESPONSE = "empty response"
 SKIP_IDENTICAL = "chosen equals rejected"
@@ -54,12 +64,18 @@ def detect_format(record: Any, location: str) -> str:
             )
     if "prompt" in record:
         return "conversational" if isinstance(record["prompt"], list) else "standard"
-    return "implicit-conversational" if isinstance(record["chosen"], list) else "hh-rlhf-text"
+    if isinstance(record["chosen"], list):
+        return "implicit-conversational"
+    texts = [record[name] for name in ("chosen", "rejected") if isinstance(record[name], str)]
+    return "hh-rlhf-text" if any(map(has_dialogue_markers, texts)) else "implicit-standard"
 
 
-def record_to_pair(record: Any, location: str, *, explicit_prompt: bool) -> PreferencePair:
-    """Convert one record; ``explicit_prompt`` says whether the file's format has a ``prompt`` column."""
+def record_to_pair(record: Any, location: str, *, record_format: str) -> PreferencePair:
+    """Convert one record of a file whose format (one of `FORMATS`, see `detect_format`) is ``record_format``."""
+    if record_format not in FORMATS:
+        raise ValueError(f"unknown preference format {record_format!r}; expected one of {', '.join(FORMATS)}")
     record = _as_record(record, location)
+    explicit_prompt = record_format in EXPLICIT_PROMPT_FORMATS
     required = ("prompt", "chosen", "rejected") if explicit_prompt else ("chosen", "rejected")
     for name in required:
         if name not in record:
@@ -67,12 +83,17 @@ def record_to_pair(record: Any, location: str, *, explicit_prompt: bool) -> Pref
         if record[name] is None:
             raise DataError(location, "is null", field=name)
 
-    if explicit_prompt:
+    if explicit_prompt and _prompt_column_is_redundant(record):
+        # TRL's `maybe_extract_prompt`: a string prompt next to full conversations is only a label.
+        prompt, chosen, rejected = _split_conversations(record["chosen"], record["rejected"], location)
+    elif explicit_prompt:
         prompt = _prompt_messages(record["prompt"], location)
         chosen = _completion(record["chosen"], prompt, location, "chosen")
         rejected = _completion(record["rejected"], prompt, location, "rejected")
     else:
-        prompt, chosen, rejected = _split_implicit(record["chosen"], record["rejected"], location)
+        prompt, chosen, rejected = _split_implicit(
+            record["chosen"], record["rejected"], location, text_format=record_format
+        )
 
     if not prompt or prompt[-1]["role"] != "user":
         raise SkipRecord(SKIP_PROMPT_NOT_USER)
@@ -82,6 +103,10 @@ def record_to_pair(record: Any, location: str, *, explicit_prompt: bool) -> Pref
         raise SkipRecord(SKIP_EMPTY_RESPONSE)
     if chosen == rejected:
         raise SkipRecord(SKIP_IDENTICAL)
+    for index, message in enumerate(prompt):
+        _check_encodable(message["content"], location, f"prompt[{index}].content")
+    _check_encodable(chosen, location, "chosen")
+    _check_encodable(rejected, location, "rejected")
     return PreferencePair(
         prompt=tuple(prompt),
         chosen=chosen,
@@ -129,30 +154,25 @@ def _completion(value: Any, prompt: list[Message], location: str, name: str) -> 
     return rest[0]["content"]
 
 
-def _split_implicit(chosen: Any, rejected: Any, location: str) -> tuple[list[Message], str, str]:
-    """Prompt and responses from two full dialogues that should share everything but the last turn."""
+def _prompt_column_is_redundant(record: dict[str, Any]) -> bool:
+    """A string ``prompt`` beside ``chosen``/``rejected`` conversations that both hold their own prompt turns."""
+    values = (record["chosen"], record["rejected"])
+    return isinstance(record["prompt"], str) and all(
+        isinstance(value, list) and any(isinstance(m, dict) and m.get("role") != "assistant" for m in value)
+        for value in values
+    )
+
+
+def _split_implicit(
+    chosen: Any, rejected: Any, location: str, *, text_format: str
+) -> tuple[list[Message], str, str]:
+    """Prompt and responses from two full texts or dialogues that share everything but the response."""
     if isinstance(chosen, str) and isinstance(rejected, str):
-        chosen_parts = split_last_assistant_turn(chosen)
-        rejected_parts = split_last_assistant_turn(rejected)
-        if chosen_parts is None or rejected_parts is None:
-            raise SkipRecord(SKIP_NO_ASSISTANT_TURN)
-        if chosen_parts[0] != rejected_parts[0]:
-            raise SkipRecord(SKIP_PROMPTS_DIFFER)
-        try:
-            prompt = parse_dialogue(chosen_parts[0])
-        except DialogueFormatError as exc:
-            raise SkipRecord(SKIP_BAD_DIALOGUE) from exc
-        return prompt, chosen_parts[1], rejected_parts[1]
+        if text_format == "implicit-standard":
+            return _split_plain_text(chosen, rejected)
+        return _split_hh_text(chosen, rejected)
     if isinstance(chosen, list) and isinstance(rejected, list):
-        chosen_messages = _messages(chosen, location, "chosen")
-        rejected_messages = _messages(rejected, location, "rejected")
-        if not chosen_messages or not rejected_messages:
-            raise SkipRecord(SKIP_EMPTY_RESPONSE)
-        if chosen_messages[-1]["role"] != "assistant" or rejected_messages[-1]["role"] != "assistant":
-            raise SkipRecord(SKIP_NO_ASSISTANT_TURN)
-        if chosen_messages[:-1] != rejected_messages[:-1]:
-            raise SkipRecord(SKIP_PROMPTS_DIFFER)
-        return chosen_messages[:-1], chosen_messages[-1]["content"], rejected_messages[-1]["content"]
+        return _split_conversations(chosen, rejected, location)
     wrong = "chosen" if not isinstance(chosen, (str, list)) else "rejected"
     raise DataError(
         location,
@@ -160,6 +180,70 @@ def _split_implicit(chosen: Any, rejected: Any, location: str) -> tuple[list[Mes
         f"and {_type_name(rejected)}",
         field=wrong,
     )
+
+
+def extract_text_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """``(prompt, chosen response, rejected response)`` of two plain texts sharing their beginning.
+
+    Like TRL's ``extract_prompt``, the prompt is the longest common prefix and a space just before the
+    cut goes to the responses. Unlike it, a cut inside a word (a letter or digit on both sides), or at
+    the very end of one text, first moves back to the start of that word, so ``"… is blue"`` /
+    ``"… is black"`` split as ``"… is"`` + ``" blue"`` / ``" black"`` rather than ``"… is bl"`` + ``"ue"``.
+    """
+    cut = len(os.path.commonprefix([chosen, rejected]))
+    if cut == min(len(chosen), len(rejected)):
+        while cut > 0 and not chosen[cut - 1].isspace():
+            cut -= 1
+    elif cut > 0 and _is_word_char(chosen[cut - 1]) and (_is_word_char(chosen[cut]) or _is_word_char(rejected[cut])):
+        while cut > 0 and _is_word_char(chosen[cut - 1]):
+            cut -= 1
+    if cut > 0 and chosen[cut - 1] == " ":
+        cut -= 1
+    return chosen[:cut], chosen[cut:], rejected[cut:]
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _split_plain_text(chosen: str, rejected: str) -> tuple[list[Message], str, str]:
+    if chosen == rejected:
+        raise SkipRecord(SKIP_IDENTICAL)
+    prompt, chosen_response, rejected_response = extract_text_prompt(chosen, rejected)
+    if not prompt.strip():
+        raise SkipRecord(SKIP_PROMPTS_DIFFER)
+    return [{"role": "user", "content": prompt}], chosen_response, rejected_response
+
+
+def _split_hh_text(chosen: str, rejected: str) -> tuple[list[Message], str, str]:
+    """Prompt and responses of two hh-rlhf dialogues, split at their last ``Assistant:`` turn."""
+    chosen_parts = split_last_assistant_turn(chosen)
+    rejected_parts = split_last_assistant_turn(rejected)
+    if chosen_parts is None or rejected_parts is None:
+        raise SkipRecord(SKIP_NO_ASSISTANT_TURN)
+    if chosen_parts[0] != rejected_parts[0]:
+        raise SkipRecord(SKIP_PROMPTS_DIFFER)
+    try:
+        prompt = parse_dialogue(chosen_parts[0])
+    except DialogueFormatError as exc:
+        raise SkipRecord(SKIP_BAD_DIALOGUE) from exc
+    return prompt, chosen_parts[1], rejected_parts[1]
+
+
+def _split_conversations(chosen: list[Any], rejected: list[Any], location: str) -> tuple[list[Message], str, str]:
+    """Prompt and responses of two conversations that share every message but the final assistant one.
+
+    This is TRL's longest-common-prefix split wherever that leaves one message on each side.
+    """
+    chosen_messages = _messages(chosen, location, "chosen")
+    rejected_messages = _messages(rejected, location, "rejected")
+    if not chosen_messages or not rejected_messages:
+        raise SkipRecord(SKIP_EMPTY_RESPONSE)
+    if chosen_messages[-1]["role"] != "assistant" or rejected_messages[-1]["role"] != "assistant":
+        raise SkipRecord(SKIP_NO_ASSISTANT_TURN)
+    if chosen_messages[:-1] != rejected_messages[:-1]:
+        raise SkipRecord(SKIP_PROMPTS_DIFFER)
+    return chosen_messages[:-1], chosen_messages[-1]["content"], rejected_messages[-1]["content"]
 
 
 def _messages(value: list[Any], location: str, name: str) -> list[Message]:
@@ -188,6 +272,16 @@ def _content_text(content: Any, location: str, where: str) -> str:
             parts.append(part["text"])
         return "".join(parts)
     raise DataError(location, f"expected a string, got {_type_name(content)}", field=where)
+
+
+def _check_encodable(text: str, location: str, where: str) -> None:
+    """Refuse text that no tokenizer can take: a lone surrogate, legal as a JSON escape such as ``\\ud800``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            location, f"holds an unpaired surrogate {text[exc.start]!r} at character {exc.start + 1}", field=where
+        ) from exc
 
 
 def _margin(record: dict[str, Any], location: str) -> float | None:

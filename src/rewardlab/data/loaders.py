@@ -5,9 +5,13 @@ Spec forms:
 * ``synthetic``, ``synthetic:id``, ``synthetic:ood``, optionally with options
   ``?n=200&seed=3&spurious_correlation=0.9`` (see `rewardlab.data.synthetic`);
 * a file: ``.jsonl``, ``.jsonl.gz``, ``.json`` (one list of objects), ``.json.gz``, ``.parquet``;
-* a folder written by ``datasets``' ``save_to_disk`` (or a folder of data files ``load_dataset`` reads);
-* a hub dataset name, optionally ``name?config=…&data_dir=…&revision=…``, loaded with
-  ``datasets.load_dataset(name, split=split or "train")``.
+* a folder written by ``datasets``' ``save_to_disk`` (or a folder of data files ``load_dataset`` reads),
+  optionally ``folder?split=test``;
+* a hub dataset name, optionally ``name?split=test&config=…&data_dir=…&revision=…``, loaded with
+  ``datasets.load_dataset(name, config, split=split or "train")``.
+
+Every spec takes ``?split=`` (the same as the ``split`` argument); without one, a folder or hub dataset
+gives its ``train`` split, and one without a ``train`` split is refused with the list of its splits.
 
 Broken input raises `DataError` (file, line/record and field named); unusable records are counted
 skips in the `LoadReport`. Skips are never silent: without a report from the caller they are logged.
@@ -26,6 +30,7 @@ from rewardlab.data.report import DataError, LoadReport
 from rewardlab.data.sources import (
     Record,
     looks_like_path,
+    read_data_files_folder,
     read_dataset_folder,
     read_file,
     read_hub_dataset,
@@ -50,8 +55,9 @@ def load_pairs(
 ) -> list[PreferencePair]:
     """Load preference pairs from ``spec``; at most ``limit`` kept pairs if given.
 
-    ``split`` picks a split of a dataset folder or hub dataset (default ``train``); for synthetic
-    data it may be ``id``/``ood``; files have no splits, so passing one is an error.
+    ``split`` (or ``?split=`` in the spec) picks a split of a dataset folder or hub dataset (default
+    ``train``); for synthetic data it may be ``id``/``ood``; files have no splits, so passing one is an
+    error. A source without a single record is an error too.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a non-negative integer; got {limit!r}")
@@ -60,6 +66,7 @@ def load_pairs(
     report.source = report.source or spec
 
     base, options = parse_spec(spec)
+    split = _merge_split(spec, options.pop("split", None), split)
     if base == "synthetic" or base.startswith("synthetic:"):
         pairs = _load_synthetic(spec, base, options, split, limit)
         report.format = "synthetic"
@@ -67,7 +74,7 @@ def load_pairs(
         return pairs
 
     records = _open_records(spec, base, options, split)
-    pairs = _convert(records, report, limit)
+    pairs = _convert(spec, records, report, limit)
     if not pairs and report.total_skipped:
         raise DataError(spec, f"no usable preference pairs: {report.summary()}")
     if report.total_skipped and not caller_report:
@@ -91,6 +98,14 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
             raise DataError(spec, f"option {key!r} given twice")
         options[key] = value
     return base, options
+
+
+def _merge_split(spec: str, from_spec: str | None, argument: str | None) -> str | None:
+    if from_spec is not None and not from_spec:
+        raise DataError(spec, "option split= needs a split name, e.g. ?split=test")
+    if from_spec is not None and argument is not None and from_spec != argument:
+        raise DataError(spec, f"spec names split {from_spec!r} but split={argument!r} was passed")
+    return from_spec if from_spec is not None else argument
 
 
 def _load_synthetic(
@@ -129,20 +144,20 @@ def _open_records(spec: str, base: str, options: dict[str, str], split: str | No
     path = Path(base).expanduser()
     if path.is_dir():
         if options:
-            raise DataError(spec, "options are not supported for local folders")
+            raise DataError(spec, f"local folders take only the option split=, not {', '.join(options)}")
         if any((path / marker).exists() for marker in DATASET_FOLDER_MARKERS):
             return read_dataset_folder(base, split)
-        return read_hub_dataset(base, split, {})
+        return read_data_files_folder(base, split)
     if looks_like_path(base):
         if options:
-            raise DataError(spec, "options are not supported for files")
+            raise DataError(spec, f"files take no options (got {', '.join(options)})")
         if split is not None:
             raise DataError(spec, f"a file has no splits, but split={split!r} was passed")
         return read_file(base)
     return read_hub_dataset(base, split, options)
 
 
-def _convert(records: Iterable[Record], report: LoadReport, limit: int | None) -> list[PreferencePair]:
+def _convert(spec: str, records: Iterable[Record], report: LoadReport, limit: int | None) -> list[PreferencePair]:
     """Validate and convert records until ``limit`` pairs are kept, counting every skip."""
     pairs: list[PreferencePair] = []
     if limit == 0:
@@ -150,14 +165,13 @@ def _convert(records: Iterable[Record], report: LoadReport, limit: int | None) -
     iterator = iter(records)
     first: list[Record] = list(islice(iterator, 1))
     if not first:
-        return pairs
+        raise DataError(spec, "holds no records (the file or split is empty)")
     location, record = first[0]
     record_format = detect_format(record, location)
     report.format = report.format or record_format
-    explicit_prompt = record_format in ("standard", "conversational")
     for location, record in chain(first, iterator):
         try:
-            pairs.append(record_to_pair(record, location, explicit_prompt=explicit_prompt))
+            pairs.append(record_to_pair(record, location, record_format=record_format))
         except SkipRecord as skip:
             report.skip(skip.reason, location)
             continue
