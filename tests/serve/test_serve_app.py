@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from rewardlab.data.render import conversation_text, render
 from rewardlab.scoring import RewardScorer
-from rewardlab.serve.config import ServeConfig
 from rewardlab.serve.metrics import parse_exposition
-from rewardlab.serve.runner import BackgroundServer
 from rewardlab.workflows import score_one
 
 LONG_PROMPT = "Describe every step of baking bread, from flour and water to the finished loaf. " * 6
@@ -32,22 +28,6 @@ def assert_close(got: list[float], expected: list[float]) -> None:
         assert abs(g - e) < TOLERANCE, (got, expected)
 
 
-@pytest.fixture()
-def serve(tiny_scorer: RewardScorer) -> Iterator:
-    """Start a server with the given settings (port 0: a free loopback port); stopped after the test."""
-    started: list[BackgroundServer] = []
-
-    def start(**settings) -> tuple[httpx.Client, BackgroundServer]:
-        config = ServeConfig(host="127.0.0.1", port=0, log_level="warning", **settings)
-        server = BackgroundServer(tiny_scorer, config).start()
-        started.append(server)
-        return httpx.Client(base_url=server.url, timeout=30), server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def test_health_reports_limits(serve, tiny_scorer: RewardScorer) -> None:
     client, server = serve(max_batch=8)
     assert server.url.startswith("http://127.0.0.1:")
@@ -55,6 +35,9 @@ def test_health_reports_limits(serve, tiny_scorer: RewardScorer) -> None:
     assert body["status"] == "ok"
     assert body["max_tokens"] == tiny_scorer.max_length
     assert body["max_batch"] == 8 and body["overlength"] == "truncate" and body["auth"] is False
+    # no --max-batch-tokens: the budget is what max_batch texts of max_tokens hold, so it never binds
+    assert body["max_batch_tokens"] == 8 * tiny_scorer.max_length
+    assert body["max_queue"] == 256 and body["queue_requests"] == 0
 
 
 def test_get_reward_round_trip_matches_the_scorer(serve, tiny_scorer: RewardScorer) -> None:
@@ -75,6 +58,7 @@ def test_get_reward_round_trip_matches_the_scorer(serve, tiny_scorer: RewardScor
 
 
 def test_empty_query_list_gives_empty_results(serve) -> None:
+    """OpenRLHF's protocol: one reward per query, so an empty batch gets empty lists (as its own server does)."""
     client, _ = serve()
     body = client.post("/get_reward", json={"query": []}).json()
     assert body["rewards"] == [] and body["scores"] == []

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from rewardlab.serve.batcher import BatcherClosedError, DynamicBatcher
-from rewardlab.serve.metrics import ServerMetrics
+from rewardlab.serve.batcher import BatcherClosedError, DynamicBatcher, batch_cost, plan_batches
+from rewardlab.serve.metrics import ServerMetrics, parse_exposition
 
 
 class RecordingScorer:
@@ -187,3 +187,48 @@ def test_waits_for_an_announced_request_but_not_for_nobody() -> None:
     assert alone < 1.0
     assert together < 1.5, "the batch must go as soon as the announced caller submitted"
     assert [len(b) for b in scorer.batches] == [1, 2]
+
+
+def test_plan_batches_respects_count_and_token_limits() -> None:
+    def plan(lengths: list[int], **limits) -> list[list[int]]:
+        return [list(r) for r in plan_batches(lengths, **limits)]
+
+    # packed cost is the sum of lengths; padded cost is size x longest
+    assert plan([40, 30, 30, 10], max_batch=8, max_tokens=100, padded=False) == [[0, 1, 2], [3]]
+    assert plan([40, 30, 30, 10], max_batch=8, max_tokens=100, padded=True) == [[0, 1], [2, 3]]
+    assert plan([1] * 10, max_batch=4, max_tokens=1000, padded=False) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    # a sequence over the budget still gets a batch of its own instead of stalling the queue
+    assert plan([500, 10], max_batch=8, max_tokens=100, padded=False) == [[0], [1]]
+    assert plan([], max_batch=8, max_tokens=100, padded=False) == []
+    assert batch_cost([5, 3], padded=True) == 10 and batch_cost([5, 3], padded=False) == 8
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_the_token_budget_caps_every_batch_and_results_stay_with_their_callers(padded: bool) -> None:
+    scorer = RecordingScorer()
+    metrics = ServerMetrics()
+    budget = 24
+
+    async def main() -> tuple[list[list[list[int]]], list[list[float]]]:
+        batcher = DynamicBatcher(
+            scorer, max_batch=16, max_wait_s=0.05, max_batch_tokens=budget, padded=padded, metrics=metrics
+        )
+        await batcher.start()
+        try:
+            requests = [[[caller * 10 + i] * (1 + (caller * 3 + i) % 8) for i in range(3)] for caller in range(10)]
+            results = await asyncio.gather(*(batcher.score(r) for r in requests))
+            return requests, results
+        finally:
+            await batcher.stop()
+
+    requests, results = run(main())
+    for sequences, rewards in zip(requests, results):
+        assert rewards == [expected(s) for s in sequences]
+    costs = [batch_cost([len(s) for s in batch], padded=padded) for batch in scorer.batches]
+    assert max(costs) <= budget, costs
+    total = sum(len(s) for r in requests for s in r)
+    assert len(scorer.batches) >= -(-total // budget), "max_batch=16 alone would need only 2 passes"
+    assert sum(len(b) for b in scorer.batches) == 30
+    samples = parse_exposition(metrics.render())
+    assert samples["rewardlab_batch_tokens_max"] == max(costs)
+    assert samples["rewardlab_batch_tokens_sum"] == sum(costs)

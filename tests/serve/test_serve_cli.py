@@ -57,6 +57,19 @@ def test_serve_command_answers_like_rewardlab_score(
         assert abs(scored.json()["rewards"][0] - cli_reward) < 1e-5
         assert abs(scored.json()["rewards"][0] - tiny_scorer.score_conversations(
             [[{"role": "user", "content": "Name a fruit."}]], ["A pear."])[0]) < 1e-5
+
+        # a second server on the same port: one line, exit 2, no banner, and the first keeps serving
+        second = subprocess.run(
+            [sys.executable, "-m", "rewardlab.cli", "serve", str(tiny_model_dir), "--port", str(port)],
+            capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S,
+        )
+        assert second.returncode == 2, second
+        assert second.stderr.strip().splitlines() == [
+            f"error: cannot listen on 127.0.0.1:{port}: the port is already in use (another server?); "
+            "stop it or pick another with --port"
+        ], second.stderr
+        assert "serving" not in second.stderr + second.stdout
+        assert client.get("/health").status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
         try:

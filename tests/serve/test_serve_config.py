@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rewardlab.serve.config import ServeConfig, ServeConfigError, exposure_warning, is_loopback, token_from_env
+from rewardlab.serve.config import (
+    ServeConfig,
+    ServeConfigError,
+    check_batch_tokens,
+    exposure_warning,
+    is_loopback,
+    token_from_env,
+)
 
 
 def test_defaults_listen_on_loopback_only() -> None:
@@ -34,6 +41,8 @@ def test_other_hosts_get_a_warning(host: str) -> None:
         ("max_body_bytes", 0, "max_body_bytes"),
         ("max_texts", 0, "max_texts"),
         ("max_tokens", 0, "max_tokens"),
+        ("max_batch_tokens", 0, "max_batch_tokens"),
+        ("max_queue", 0, "max_queue"),
         ("overlength", "chop", "overlength"),
         ("port", 70000, "port"),
         ("token", "", "token"),
@@ -57,3 +66,10 @@ def test_token_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RL_TEST_TOKEN")
     with pytest.raises(ServeConfigError, match="RL_TEST_TOKEN is not set"):
         token_from_env("RL_TEST_TOKEN")
+
+
+def test_a_token_budget_below_one_text_is_refused() -> None:
+    check_batch_tokens(None, 4096)
+    check_batch_tokens(512, 512)
+    with pytest.raises(ServeConfigError, match="--max-batch-tokens 100 is less than the 512 tokens"):
+        check_batch_tokens(100, 512)

@@ -80,3 +80,33 @@ def test_updates_from_many_threads_are_all_counted() -> None:
         thread.join()
     assert metrics.request_count() == 4000
     assert parse_exposition(metrics.render())["rewardlab_batch_size_count"] == 4000
+
+
+def test_exposition_shows_the_token_budget_the_queue_and_scorer_truncations() -> None:
+    metrics = ServerMetrics()
+    metrics.observe_batch(4, 0.01, tokens=300)
+    metrics.observe_batch(2, 0.01, tokens=1000)
+    metrics.observe_rejected_full()
+    metrics.observe_rejected_full()
+    text = metrics.render(
+        queue_depth=3,
+        queue_requests=5,
+        max_queue=8,
+        max_batch=16,
+        max_batch_tokens=1024,
+        scorer_truncations={"cut": 4},
+    )
+    samples = parse_exposition(text)
+    assert samples['rewardlab_batch_tokens_bucket{le="256"}'] == 0
+    assert samples['rewardlab_batch_tokens_bucket{le="512"}'] == 1
+    assert samples['rewardlab_batch_tokens_bucket{le="1024"}'] == 2
+    assert samples['rewardlab_batch_tokens_bucket{le="+Inf"}'] == 2
+    assert samples["rewardlab_batch_tokens_sum"] == 1300 and samples["rewardlab_batch_tokens_max"] == 1000
+    assert samples["rewardlab_max_batch_tokens"] == 1024 and samples["rewardlab_max_batch"] == 16
+    assert samples["rewardlab_queue_requests"] == 5 and samples["rewardlab_queue_limit"] == 8
+    assert samples["rewardlab_queue_rejected_total"] == 2 and metrics.rejected_full == 2
+    assert samples["rewardlab_queue_depth"] == 3
+    assert samples['rewardlab_scorer_truncations_total{kind="cut"}'] == 4
+    assert samples['rewardlab_scorer_truncations_total{kind="dropped"}'] == 0
+    # without the scorer's counts (an older scorer) the series is simply absent
+    assert "rewardlab_scorer_truncations_total" not in metrics.render()

@@ -23,6 +23,19 @@ def test_parse_json_errors() -> None:
     assert parse_json(json.dumps({"query": ["é"]}).encode()) == {"query": ["é"]}
 
 
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b'{"a":' * 100_000, b'{"query": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"]
+)
+def test_parse_json_refuses_deep_nesting_with_a_400(body: bytes) -> None:
+    error = error_of(lambda: parse_json(body))
+    assert error.status == 400 and "nests JSON arrays or objects too deeply" in error.message
+
+
+def test_parse_json_accepts_ordinary_nesting() -> None:
+    nested = {"query": ["a"], "labels": [[[[[[[[1]]]]]]]]}
+    assert parse_json(json.dumps(nested).encode()) == nested
+
+
 def test_reward_request_round_trip() -> None:
     parsed = parse_reward_request({"query": ["a", "b"], "prompts": ["p", "q"], "labels": [1, None]}, max_texts=10)
     assert parsed.queries == ["a", "b"] and parsed.prompts == ["p", "q"] and parsed.labels == [1, None]
@@ -56,7 +69,7 @@ def test_score_request_accepts_one_object_or_a_list() -> None:
     many = parse_score_request(
         [
             {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], "response": "r"},
-            {"prompt": "plain", "response": ""},
+            {"prompt": "plain", "response": " ok "},
         ],
         max_texts=4,
     )
@@ -83,6 +96,16 @@ def test_score_request_accepts_one_object_or_a_list() -> None:
         ([{"prompt": "p", "response": "r"}, {"prompt": "p"}], 422, "'[1].response'"),
         ([{"prompt": "p", "response": "r"}, 3], 422, "[1] must be an object"),
         ([{"prompt": "p", "response": "r"}] * 5, 413, "at most 4"),
+        ([], 422, "the body is an empty list"),
+        ({"prompt": "p", "response": ""}, 422, "field 'response' is empty"),
+        ({"prompt": "p", "response": " \n\t"}, 422, "field 'response' is empty"),
+        ([{"prompt": "p", "response": "r"}, {"prompt": "p", "response": ""}], 422, "field '[1].response' is empty"),
+        ({"prompt": "", "response": "r"}, 422, "field 'prompt' is an empty string"),
+        (
+            {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": " "}], "response": "r"},
+            422,
+            "prompt[1].content is empty",
+        ),
     ],
 )
 def test_score_request_errors_name_the_field(payload: object, status: int, needle: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rewardlab.serve.config import DEFAULT_HOST, DEFAULT_PORT, OVERLENGTH_POLICIES
+from rewardlab.serve.config import DEFAULT_HOST, DEFAULT_MAX_QUEUE, DEFAULT_PORT, OVERLENGTH_POLICIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-wait-ms", dest="max_wait_ms", type=float, default=5.0,
         help="how long the first waiting text waits for others to join its batch (default 5)",
+    )
+    p.add_argument(
+        "--max-batch-tokens", dest="max_batch_tokens", type=int, default=None,
+        help="tokens per forward pass, summed over its texts (padded size when the model cannot pack); "
+        "default: no limit beyond --max-batch",
+    )
+    p.add_argument(
+        "--max-queue", dest="max_queue", type=int, default=DEFAULT_MAX_QUEUE,
+        help="scoring requests held at once (being read, tokenized, waiting or scored); one more gets 503 "
+        f"with Retry-After (default {DEFAULT_MAX_QUEUE})",
     )
     p.add_argument(
         "--max-body-bytes", dest="max_body_bytes", type=int, default=16 * 1024 * 1024,
@@ -56,28 +66,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from rewardlab.serve.config import ServeConfig, ServeConfigError, token_from_env
+    """Build the settings and serve; a bad setting, a port in use or a bad model folder is a
+    `RewardlabError` (a `ServeConfigError` for the first two), which `rewardlab.cli.main` prints
+    in one line with exit status 2."""
+    from rewardlab.errors import RewardlabError
+    from rewardlab.serve.config import ServeConfig, token_from_env
     from rewardlab.serve.runner import run_server
 
-    try:
-        config = ServeConfig(
-            host=args.host,
-            port=args.port,
-            max_batch=args.max_batch,
-            max_wait_ms=args.max_wait_ms,
-            max_body_bytes=args.max_body_bytes,
-            max_texts=args.max_texts,
-            max_tokens=args.max_tokens,
-            overlength=args.overlength,
-            token=token_from_env(args.token_env) if args.token_env else None,
-            log_level=args.log_level,
-        )
-    except ServeConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_body_bytes=args.max_body_bytes,
+        max_texts=args.max_texts,
+        max_tokens=args.max_tokens,
+        max_batch_tokens=args.max_batch_tokens,
+        max_queue=args.max_queue,
+        overlength=args.overlength,
+        token=token_from_env(args.token_env) if args.token_env else None,
+        log_level=args.log_level,
+    )
     try:
         run_server(args.model_dir, config, device=args.device)
-    except (FileNotFoundError, ValueError) as error:
+    except RewardlabError:
+        raise
+    except (FileNotFoundError, ValueError) as error:  # a model folder a loader refused without a RewardlabError
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

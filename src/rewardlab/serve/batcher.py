@@ -2,9 +2,14 @@
 
 Each request puts its token sequences on one queue, each with its own future. A collector task
 takes the first waiting sequence, keeps collecting until it holds ``max_batch`` sequences or
-``max_wait`` has passed, sorts what it holds by length and hands it to a single scoring thread (the
-model is never run on the event loop and never from two threads at once). Each future gets the
-reward of exactly the sequence it was created with, so concurrent requests cannot swap results.
+``max_batch_tokens`` tokens or ``max_wait`` has passed, sorts what it holds by length and hands it
+to a single scoring thread (the model is never run on the event loop and never from two threads at
+once). Each future gets the reward of exactly the sequence it was created with, so concurrent
+requests cannot swap results.
+
+A batch's token cost is what the forward pass holds: the sum of its lengths when the scorer packs
+sequences into one padding-free row, or ``batch size x longest length`` when it pads (``padded``).
+The budget caps that cost, so one pass never holds more tokens however short or long the texts are.
 
 The collector only waits while another request is on its way (announced with `expect` while its
 body is read and tokenized): a lone caller is scored at once instead of paying ``max_wait`` for
@@ -15,6 +20,8 @@ next batch anyway.
 from __future__ import annotations
 
 import asyncio
+import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,11 +45,40 @@ class BatcherClosedError(RuntimeError):
     """The batcher was stopped (the server is shutting down)."""
 
 
+def batch_cost(lengths: Sequence[int], *, padded: bool) -> int:
+    """Tokens a forward pass over sequences of these lengths holds (see the module docstring)."""
+    if not lengths:
+        return 0
+    return len(lengths) * max(lengths) if padded else sum(lengths)
+
+
+def plan_batches(lengths: Sequence[int], *, max_batch: int, max_tokens: int, padded: bool) -> list[range]:
+    """Cut length-sorted (longest first) sequences into consecutive batches within both limits.
+
+    A sequence longer than ``max_tokens`` on its own still gets a batch of its own (the server
+    refuses such budgets at startup; here it must not loop forever).
+    """
+    batches: list[range] = []
+    start = 0
+    while start < len(lengths):
+        end = start + 1
+        longest = total = lengths[start]
+        while end < len(lengths) and end - start < max_batch:
+            longest, total = max(longest, lengths[end]), total + lengths[end]
+            if ((end - start + 1) * longest if padded else total) > max_tokens:
+                break
+            end += 1
+        batches.append(range(start, end))
+        start = end
+    return batches
+
+
 class DynamicBatcher:
     """Groups token sequences from concurrent callers into length-sorted batches.
 
-    ``score_fn`` receives one batch (at most ``max_batch`` sequences) and returns their rewards in
-    the same order; it runs on a dedicated worker thread.
+    ``score_fn`` receives one batch (at most ``max_batch`` sequences costing at most
+    ``max_batch_tokens`` tokens; None: no token limit) and returns their rewards in the same order;
+    it runs on a dedicated worker thread.
     """
 
     def __init__(
@@ -51,12 +87,18 @@ class DynamicBatcher:
         *,
         max_batch: int,
         max_wait_s: float,
+        max_batch_tokens: int | None = None,
+        padded: bool = False,
         metrics: ServerMetrics | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}")
         self._score_fn = score_fn
         self.max_batch = max_batch
+        self.max_batch_tokens = max_batch_tokens
+        self.padded = padded
         self.max_wait_s = max(0.0, max_wait_s)
         self._metrics = metrics
         self._queue: asyncio.Queue[_Pending] | None = None
@@ -139,13 +181,17 @@ class DynamicBatcher:
     async def _collect_forever(self) -> None:
         assert self._queue is not None and self._changed is not None
         loop = asyncio.get_running_loop()
+        budget = math.inf if self.max_batch_tokens is None else self.max_batch_tokens
         while True:
             first = await self._queue.get()
             held = [first]
+            tokens = len(first.token_ids)
             deadline = loop.time() + self.max_wait_s
-            while len(held) < self.max_batch:
+            while len(held) < self.max_batch and tokens < budget:
                 if not self._queue.empty():
-                    held.append(self._queue.get_nowait())
+                    pending = self._queue.get_nowait()
+                    held.append(pending)
+                    tokens += len(pending.token_ids)
                     continue
                 remaining = deadline - loop.time()
                 if self._arriving == 0 or remaining <= 0:
@@ -157,8 +203,10 @@ class DynamicBatcher:
                     break
             # A backlog beyond one batch: take a few batches' worth so lengths can be grouped.
             limit = self.max_batch * LOOKAHEAD_BATCHES
-            while len(held) < limit and not self._queue.empty():
-                held.append(self._queue.get_nowait())
+            while len(held) < limit and tokens < budget * LOOKAHEAD_BATCHES and not self._queue.empty():
+                pending = self._queue.get_nowait()
+                held.append(pending)
+                tokens += len(pending.token_ids)
             live = [pending for pending in held if not pending.future.done()]
             if live:
                 await self._run_batches(live)
@@ -167,8 +215,14 @@ class DynamicBatcher:
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         held.sort(key=lambda pending: len(pending.token_ids), reverse=True)
-        for start in range(0, len(held), self.max_batch):
-            batch = held[start : start + self.max_batch]
+        plan = plan_batches(
+            [len(pending.token_ids) for pending in held],
+            max_batch=self.max_batch,
+            max_tokens=self.max_batch_tokens or sys.maxsize,
+            padded=self.padded,
+        )
+        for indices in plan:
+            batch = held[indices.start : indices.stop]
             try:
                 rewards = await loop.run_in_executor(self._executor, self._score_batch, batch)
             except Exception as error:  # the model failed: fail this batch's callers, keep serving
@@ -186,5 +240,6 @@ class DynamicBatcher:
         if len(rewards) != len(batch):
             raise RuntimeError(f"the scorer returned {len(rewards)} rewards for {len(batch)} sequences")
         if self._metrics is not None:
-            self._metrics.observe_batch(len(batch), time.perf_counter() - started)
+            cost = batch_cost([len(pending.token_ids) for pending in batch], padded=self.padded)
+            self._metrics.observe_batch(len(batch), time.perf_counter() - started, tokens=cost)
         return rewards

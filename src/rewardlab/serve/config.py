@@ -5,11 +5,13 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
+
 from rewardlab.errors import RewardlabError
 
 OVERLENGTH_POLICIES = ("truncate", "reject")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
+DEFAULT_MAX_QUEUE = 256
 
 
 class ServeConfigError(RewardlabError, ValueError):
@@ -20,7 +22,10 @@ class ServeConfigError(RewardlabError, ValueError):
 class ServeConfig:
     """Everything the app and the runner need besides the model.
 
-    ``max_tokens=None`` means "the model's own ``max_length``". ``overlength`` decides what happens
+    ``max_tokens=None`` means "the model's own ``max_length``". ``max_batch_tokens`` caps the tokens of
+    one forward pass (summed over its texts; None: only ``max_batch`` limits a batch). ``max_queue``
+    is how many scoring requests may be in the server at once (being read, tokenized, waiting or
+    scored); one more gets 503 with ``Retry-After``. ``overlength`` decides what happens
     to a text longer than that: ``truncate`` keeps its last ``max_tokens`` tokens (the reward is read
     at the end of the text, so the end must survive) and says so in the response; ``reject`` answers
     400. ``token`` is the bearer secret itself (never printed); None turns authentication off.
@@ -33,6 +38,8 @@ class ServeConfig:
     max_body_bytes: int = 16 * 1024 * 1024
     max_texts: int = 1024
     max_tokens: int | None = None
+    max_batch_tokens: int | None = None
+    max_queue: int = DEFAULT_MAX_QUEUE
     overlength: str = "truncate"
     token: str | None = field(default=None, repr=False)
     log_level: str = "warning"
@@ -48,6 +55,11 @@ class ServeConfig:
                 f"max_tokens must be at least 1, got {self.max_tokens}",
             ),
             (
+                self.max_batch_tokens is None or self.max_batch_tokens >= 1,
+                f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}",
+            ),
+            (self.max_queue >= 1, f"max_queue must be at least 1, got {self.max_queue}"),
+            (
                 self.overlength in OVERLENGTH_POLICIES,
                 f"overlength must be one of {', '.join(OVERLENGTH_POLICIES)}, got {self.overlength!r}",
             ),
@@ -57,6 +69,15 @@ class ServeConfig:
         for ok, message in checks:
             if not ok:
                 raise ServeConfigError(message)
+
+
+def check_batch_tokens(max_batch_tokens: int | None, max_tokens: int) -> None:
+    """Refuse a token budget smaller than one text may be: such a text could never be scored."""
+    if max_batch_tokens is not None and max_batch_tokens < max_tokens:
+        raise ServeConfigError(
+            f"--max-batch-tokens {max_batch_tokens} is less than the {max_tokens} tokens one text may have "
+            "(--max-tokens, default the model's max_length); raise --max-batch-tokens or lower --max-tokens"
+        )
 
 
 def is_loopback(host: str) -> bool:

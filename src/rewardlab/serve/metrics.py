@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_TOKEN_BUCKETS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144)
 LATENCY_QUANTILES = (0.5, 0.9, 0.99)
 LATENCY_WINDOW = 2048
 
@@ -56,6 +57,10 @@ class ServerMetrics:
         self._batch_buckets = [0] * len(BATCH_SIZE_BUCKETS)
         self._batch_sum = 0
         self._batch_count = 0
+        self._token_buckets = [0] * len(BATCH_TOKEN_BUCKETS)
+        self._token_sum = 0
+        self._token_max = 0
+        self._rejected_full = 0
         self._texts_scored = 0
         self._texts_truncated = 0
         self._scoring_seconds = 0.0
@@ -71,12 +76,17 @@ class ServerMetrics:
             self._latency_sum[endpoint] += seconds
             self._latency_count[endpoint] += 1
 
-    def observe_batch(self, size: int, seconds: float) -> None:
-        """Count one forward pass of ``size`` sequences that took ``seconds``."""
+    def observe_batch(self, size: int, seconds: float, *, tokens: int = 0) -> None:
+        """Count one forward pass of ``size`` sequences costing ``tokens`` tokens that took ``seconds``."""
         with self._lock:
             for index, bound in enumerate(BATCH_SIZE_BUCKETS):
                 if size <= bound:
                     self._batch_buckets[index] += 1
+            for index, bound in enumerate(BATCH_TOKEN_BUCKETS):
+                if tokens <= bound:
+                    self._token_buckets[index] += 1
+            self._token_sum += tokens
+            self._token_max = max(self._token_max, tokens)
             self._batch_sum += size
             self._batch_count += 1
             self._texts_scored += size
@@ -86,6 +96,17 @@ class ServerMetrics:
         """Count texts shortened to the token limit."""
         with self._lock:
             self._texts_truncated += count
+
+    def observe_rejected_full(self) -> None:
+        """Count one request turned away with 503 because the queue was full."""
+        with self._lock:
+            self._rejected_full += 1
+
+    @property
+    def rejected_full(self) -> int:
+        """Requests turned away with 503 because the queue was full."""
+        with self._lock:
+            return self._rejected_full
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -108,13 +129,27 @@ class ServerMetrics:
                 previous = cumulative
             return counts
 
-    def render(self, *, queue_depth: int = 0) -> str:
-        """The whole exposition text."""
+    def render(
+        self,
+        *,
+        queue_depth: int = 0,
+        queue_requests: int = 0,
+        max_queue: int | None = None,
+        max_batch: int | None = None,
+        max_batch_tokens: int | None = None,
+        scorer_truncations: Mapping[str, int] | None = None,
+    ) -> str:
+        """The whole exposition text; the keyword arguments are the server's current state and limits.
+
+        ``scorer_truncations`` are the scorer's own counts of texts cut or dropped to its saved
+        ``max_length`` (``RewardScorer.truncation_counts``, by kind), rendered when given.
+        """
         with self._lock:
             lines: list[str] = []
             lines += self._render_requests()
             lines += self._render_latency()
             lines += self._render_batches()
+            lines += self._render_batch_tokens()
             lines += _gauge_lines(
                 "rewardlab_texts_scored_total", "counter", "Texts scored by the model.", self._texts_scored
             )
@@ -133,6 +168,45 @@ class ServerMetrics:
             lines += _gauge_lines(
                 "rewardlab_queue_depth", "gauge", "Texts waiting for a batch right now.", queue_depth
             )
+            lines += _gauge_lines(
+                "rewardlab_queue_requests",
+                "gauge",
+                "Scoring requests in the server right now (being read, tokenized, waiting or scored).",
+                queue_requests,
+            )
+            if max_queue is not None:
+                lines += _gauge_lines(
+                    "rewardlab_queue_limit",
+                    "gauge",
+                    "Scoring requests the server holds at once (--max-queue); more get 503.",
+                    max_queue,
+                )
+            lines += _gauge_lines(
+                "rewardlab_queue_rejected_total",
+                "counter",
+                "Requests answered 503 because the queue was full.",
+                self._rejected_full,
+            )
+            if max_batch is not None:
+                lines += _gauge_lines(
+                    "rewardlab_max_batch", "gauge", "Most texts per forward pass (--max-batch).", max_batch
+                )
+            if max_batch_tokens is not None:
+                lines += _gauge_lines(
+                    "rewardlab_max_batch_tokens",
+                    "gauge",
+                    "Most tokens per forward pass (--max-batch-tokens, or max batch x max tokens).",
+                    max_batch_tokens,
+                )
+            if scorer_truncations is not None:
+                lines += [
+                    "# HELP rewardlab_scorer_truncations_total Texts the scorer cut or dropped to the model's "
+                    "saved max_length, by kind.",
+                    "# TYPE rewardlab_scorer_truncations_total counter",
+                ]
+                for kind in sorted(set(scorer_truncations) | {"cut", "dropped"}):
+                    count = scorer_truncations.get(kind, 0)
+                    lines.append(f"rewardlab_scorer_truncations_total{_labels(kind=kind)} {_number(count)}")
         return "\n".join(lines) + "\n"
 
     def _render_requests(self) -> list[str]:
@@ -158,6 +232,21 @@ class ServerMetrics:
             labels = _labels(endpoint=endpoint)
             lines.append(f"rewardlab_request_latency_seconds_sum{labels} {_number(self._latency_sum[endpoint])}")
             lines.append(f"rewardlab_request_latency_seconds_count{labels} {self._latency_count[endpoint]}")
+        return lines
+
+    def _render_batch_tokens(self) -> list[str]:
+        lines = [
+            "# HELP rewardlab_batch_tokens Tokens per model forward pass (the cost --max-batch-tokens caps).",
+            "# TYPE rewardlab_batch_tokens histogram",
+        ]
+        for bound, cumulative in zip(BATCH_TOKEN_BUCKETS, self._token_buckets):
+            lines.append(f'rewardlab_batch_tokens_bucket{{le="{bound}"}} {cumulative}')
+        lines.append(f'rewardlab_batch_tokens_bucket{{le="+Inf"}} {self._batch_count}')
+        lines.append(f"rewardlab_batch_tokens_sum {self._token_sum}")
+        lines.append(f"rewardlab_batch_tokens_count {self._batch_count}")
+        lines += _gauge_lines(
+            "rewardlab_batch_tokens_max", "gauge", "Most tokens any forward pass held so far.", self._token_max
+        )
         return lines
 
     def _render_batches(self) -> list[str]:

@@ -8,6 +8,7 @@ reading server logs.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,16 @@ ROLES = ("system", "user", "assistant")
 
 
 class RequestError(RewardlabError):
-    """A request the server refuses; ``status`` is the HTTP status code to answer with."""
+    """A request the server refuses; ``status`` is the HTTP status code to answer with.
 
-    def __init__(self, status: int, message: str) -> None:
+    ``headers`` are extra response headers (``Retry-After`` on a 503 from a full queue).
+    """
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,14 @@ def parse_json(raw: bytes) -> Any:
     except json.JSONDecodeError as error:
         raise RequestError(
             400, f"the request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except RecursionError:
+        # The C decoder recurses once per nesting level and stops at the interpreter's recursion
+        # limit; a reward request nests a few levels, so this is a malformed (or hostile) body.
+        raise RequestError(
+            400,
+            f"the request body nests JSON arrays or objects too deeply (the parser stops at about "
+            f"{sys.getrecursionlimit()} levels); a reward request needs only a few",
         ) from None
 
 
@@ -104,6 +117,8 @@ def parse_reward_request(payload: Any, *, max_texts: int) -> RewardRequest:
 
 def _parse_messages(value: Any, where: str) -> list[Message]:
     if isinstance(value, str):
+        if not value.strip():
+            raise RequestError(422, f"field '{where}' is an empty string; it needs the user's message")
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
         raise RequestError(
@@ -126,6 +141,10 @@ def _parse_messages(value: Any, where: str) -> list[Message]:
         raise RequestError(
             422, f"{where} must end with a user message (the response is the assistant's reply to it)"
         )
+    if not messages[-1]["content"].strip():
+        raise RequestError(
+            422, f"{where}[{len(messages) - 1}].content is empty; the user message being answered needs text"
+        )
     return messages
 
 
@@ -140,14 +159,25 @@ def _parse_conversation(value: Any, where: str) -> Conversation:
     response = value["response"]
     if not isinstance(response, str):
         raise RequestError(422, f"field '{prefix}response' must be a string, got {_type_name(response)}")
+    if not response.strip():
+        raise RequestError(
+            422, f"field '{prefix}response' is empty; send the assistant reply to be scored"
+        )
     return Conversation(prompt=_parse_messages(value["prompt"], f"{prefix}prompt"), response=response)
 
 
 def parse_score_request(payload: Any, *, max_texts: int) -> list[Conversation]:
-    """Check a ``/score`` body: one ``{"prompt", "response"}`` object or a list of them."""
+    """Check a ``/score`` body: one ``{"prompt", "response"}`` object or a non-empty list of them.
+
+    Unlike OpenRLHF's ``/get_reward`` (where ``query: []`` is a valid empty batch and gets empty
+    lists back), ``/score`` names each conversation itself, so an empty list, a blank response or a
+    blank user turn is a caller's mistake and is refused with the field named.
+    """
     if isinstance(payload, dict):
         return [_parse_conversation(payload, "")]
     if isinstance(payload, list):
+        if not payload:
+            raise RequestError(422, "the body is an empty list; send at least one {\"prompt\": ..., \"response\": ...}")
         _check_count(len(payload), "the list", max_texts)
         return [_parse_conversation(item, f"[{index}]") for index, item in enumerate(payload)]
     raise RequestError(
