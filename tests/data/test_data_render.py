@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+from transformers import PreTrainedTokenizerFast
 
 from rewardlab.data.dialogue import parse_dialogue
 from rewardlab.data.pair import PreferencePair
@@ -17,8 +20,11 @@ from rewardlab.data.render import (
     render_pairs,
     render_prompt_ids,
     render_text,
+    render_texts,
+    special_tokens,
 )
 from rewardlab.data.synthetic import generate
+from rewardlab.train.batches import collate_pairs, tokenize_pairs
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 HISTORY = [
@@ -29,12 +35,14 @@ HISTORY = [
 ]
 
 
-def test_render_is_template_text_tokenized_without_special_tokens(tiny_tokenizer):
+def test_render_is_template_text_tokenized_as_the_tokenizer_does(tiny_tokenizer):
     rendered = render(tiny_tokenizer, HISTORY, "Paris.", max_length=512)
     text = conversation_text(tiny_tokenizer, HISTORY, "Paris.")
     assert text == tiny_tokenizer.apply_chat_template(
         [*HISTORY, {"role": "assistant", "content": "Paris."}], tokenize=False
     )
+    # tiny-random's tokenizer adds no special tokens of its own: the ids are the text's
+    assert rendered.input_ids == tiny_tokenizer(text)["input_ids"]
     assert rendered.input_ids == tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
     assert rendered.input_ids[: rendered.response_start] == render_prompt_ids(tiny_tokenizer, HISTORY)
     assert tiny_tokenizer.decode(rendered.response_ids).startswith("Paris.")
@@ -58,6 +66,9 @@ def test_template_that_writes_bos_gets_exactly_one_bos(bos_tokenizer):
     assert rendered.input_ids.count(bos) == 1
     assert render_prompt_ids(bos_tokenizer, QUESTION).count(bos) == 1
     assert render_text(bos_tokenizer, text).count(bos) == 1
+    # what the tokenizer's own call gives, less the second BOS
+    assert rendered.input_ids == bos_tokenizer(text)["input_ids"][1:]
+    assert special_tokens(bos_tokenizer) == ([bos], [])
     assert bos_tokenizer.decode(rendered.response_ids) == "Paris</s>\n"
 
 
@@ -80,10 +91,7 @@ def test_tokenizer_without_template_uses_plain_format(plain_tokenizer):
     assert text == "Human: What is the capital of France?\n\nAssistant: Paris."
     assert parse_dialogue(text) == [*QUESTION, {"role": "assistant", "content": "Paris."}]
     assert plain_text(QUESTION) == "Human: What is the capital of France?"
-    rendered = render(plain_tokenizer, QUESTION, "Paris.", max_length=512)
-    assert rendered.input_ids == plain_tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert plain_tokenizer.decode(rendered.response_ids) == " Paris."
-    assert plain_tokenizer.bos_token_id not in rendered.input_ids
+    assert plain_tokenizer.decode(render(plain_tokenizer, QUESTION, "Paris.", max_length=512).response_ids) == " Paris."
 
 
 def test_drop_returns_none_only_when_too_long(tiny_tokenizer):
@@ -179,3 +187,87 @@ def test_real_smollm2_tokenizer_renders_synthetic_pairs_compactly():
             assert len(tokenizer(pair.prompt[-1]["content"])["input_ids"]) < 40
             assert len(tokenizer(pair.chosen)["input_ids"]) < 40
             assert len(tokenizer(pair.rejected)["input_ids"]) < 40
+
+
+# --- special tokens exactly where the tokenizer's own call puts them (issue 11, item 4) ---------------
+
+
+def _configured(base: PreTrainedTokenizerFast, chat_template: str | None = None, **flags) -> PreTrainedTokenizerFast:
+    """``base``'s vocabulary with its own ``add_bos_token`` / ``add_eos_token`` flags (they set the post-processor)."""
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=copy.deepcopy(base.backend_tokenizer), bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        clean_up_tokenization_spaces=False, **flags,
+    )
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def test_tokenizer_with_bos_and_no_template_gets_its_bos(plain_tokenizer):
+    """A base Llama/Mistral/Gemma checkpoint: no chat template, BOS added by its encoding."""
+    text = conversation_text(plain_tokenizer, QUESTION, "Paris.")
+    rendered = render(plain_tokenizer, QUESTION, "Paris.", max_length=512)
+    bos = plain_tokenizer.bos_token_id
+    assert rendered.input_ids == plain_tokenizer(text)["input_ids"]
+    assert rendered.input_ids[0] == bos and rendered.input_ids.count(bos) == 1
+    prompt_ids = render_prompt_ids(plain_tokenizer, QUESTION)
+    assert prompt_ids[0] == bos and rendered.input_ids[: rendered.response_start] == prompt_ids
+    assert plain_tokenizer.decode(rendered.response_ids) == " Paris."
+    assert render_text(plain_tokenizer, text) == rendered.input_ids  # the server's text path agrees
+    assert render_text(plain_tokenizer, plain_tokenizer.decode(rendered.input_ids)) == rendered.input_ids  # not doubled
+
+
+def test_tokenizer_with_add_bos_false_gets_no_bos(plain_tokenizer, bos_tokenizer):
+    no_bos = _configured(plain_tokenizer, add_bos_token=False)
+    assert special_tokens(no_bos) == ([], [])
+    text = conversation_text(no_bos, QUESTION, "Paris.")
+    rendered = render(no_bos, QUESTION, "Paris.", max_length=512)
+    assert rendered.input_ids == no_bos(text)["input_ids"] == no_bos(text, add_special_tokens=False)["input_ids"]
+    assert no_bos.bos_token_id not in rendered.input_ids
+    # with a template that writes BOS itself, that one BOS stays
+    templated = _configured(plain_tokenizer, bos_tokenizer.chat_template, add_bos_token=False)
+    rendered = render(templated, QUESTION, "Paris.", max_length=512)
+    assert rendered.input_ids[0] == templated.bos_token_id and rendered.input_ids.count(templated.bos_token_id) == 1
+
+
+def test_tokenizer_that_adds_eos_too_ends_the_conversation_with_it(plain_tokenizer):
+    both = _configured(plain_tokenizer, add_bos_token=True, add_eos_token=True)
+    bos, eos = both.bos_token_id, both.eos_token_id
+    assert special_tokens(both) == ([bos], [eos])
+    text = conversation_text(both, QUESTION, "Paris.")
+    rendered = render(both, QUESTION, "Paris.", max_length=512)
+    assert rendered.input_ids == both(text)["input_ids"]
+    assert rendered.input_ids[0] == bos and rendered.input_ids[-1] == eos and rendered.input_ids.count(eos) == 1
+    # the prompt alone ends where the response begins: no EOS after it; the response is scored with its EOS
+    prompt_ids = render_prompt_ids(both, QUESTION)
+    assert prompt_ids == both(prompt_text(both, QUESTION))["input_ids"][:-1]
+    assert rendered.input_ids[: rendered.response_start] == prompt_ids
+    assert rendered.response_ids[-1] == eos and both.decode(rendered.response_ids) == " Paris.</s>"
+    assert render_texts(both, [text, text]) == [rendered.input_ids] * 2
+    # prompt-left truncation keeps the BOS in front and the whole response with its EOS
+    long = render(both, HISTORY, "Paris.", max_length=512)
+    cut = render(both, HISTORY, "Paris.", max_length=len(rendered), truncation="prompt-left")
+    assert len(cut) == len(rendered) < len(long)
+    assert cut.input_ids[0] == bos and cut.response_ids == long.response_ids and cut.input_ids[-1] == eos
+
+
+def test_template_that_writes_eos_at_the_end_is_not_given_a_second_one(plain_tokenizer):
+    ends_with_eos = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
+    both = _configured(plain_tokenizer, ends_with_eos + "{% if add_generation_prompt %}assistant:{% endif %}",
+                       add_bos_token=True, add_eos_token=True)
+    rendered = render(both, QUESTION, "Paris.", max_length=512)
+    assert rendered.input_ids == both(conversation_text(both, QUESTION, "Paris."))["input_ids"][:-1]
+    assert rendered.input_ids[-1] == both.eos_token_id and rendered.input_ids[-2] != both.eos_token_id
+
+
+def test_training_batches_read_the_reward_at_the_eos_and_score_it(plain_tokenizer):
+    """The batch builder's masks follow the rendering: last attended token and response tokens include the EOS."""
+    both = _configured(plain_tokenizer, add_bos_token=True, add_eos_token=True)
+    pairs = [PreferencePair(prompt=tuple(QUESTION), chosen="Paris.", rejected="It is Lyon, I think.")]
+    (item,) = tokenize_pairs(both, pairs, max_length=512, truncation="drop")
+    batch = collate_pairs([item], both.pad_token_id)
+    sides = ((item.chosen_ids, item.chosen_start), (item.rejected_ids, item.rejected_start))
+    for row, (ids, start) in enumerate(sides):
+        last = int(batch.attention_mask[row].nonzero().max())
+        assert batch.input_ids[row, last] == both.eos_token_id and batch.input_ids[row, 0] == both.bos_token_id
+        response = batch.input_ids[row][batch.response_mask[row].bool()].tolist()
+        assert response == ids[start:] and response[-1] == both.eos_token_id

@@ -49,11 +49,21 @@ def test_span_restores_the_decoder_even_after_an_error():
     causal_lm = tiny_backbone("llama")
     decoder = causal_lm.get_decoder()
     layers, norm = decoder_layers(decoder), final_norm(decoder)
+    states = torch.zeros(1, 5, 64)
     with pytest.raises(RuntimeError, match="inside"):
-        with decoder_span(decoder, 1, 3, apply_final_norm=False):
-            assert len(decoder_layers(decoder)) == 2 and isinstance(final_norm(decoder), torch.nn.Identity)
+        with decoder_span(decoder, 1, 2, apply_final_norm=False, start_states=states):
+            inside = decoder_layers(decoder)
+            # the list keeps its length (layers keep their index); only layer 1 is the real one
+            assert len(inside) == len(layers) and inside[1] is layers[1] and inside[0] is not layers[0]
+            assert isinstance(final_norm(decoder), torch.nn.Identity)
             raise RuntimeError("inside")
     assert decoder_layers(decoder) is layers and final_norm(decoder) is norm
+    with pytest.raises(ValueError, match="start_states"):
+        with decoder_span(decoder, 1, 2, apply_final_norm=False):
+            pass
+    with pytest.raises(ValueError, match="not within"):
+        with decoder_span(decoder, 0, 5, apply_final_norm=False):
+            pass
 
 
 def test_start_states_and_from_layer_go_together():

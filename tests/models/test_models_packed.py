@@ -130,9 +130,12 @@ def test_group_shared_prefixes_puts_responses_to_one_prompt_together():
     assert all(len(group) == 1 for group in by_tokens)
 
 
-@pytest.mark.parametrize("model_type", ["llama", "qwen2", "mistral", "qwen3"])
-def test_packed_rewards_and_logprobs_equal_padded_passes(model_type):
-    extra = {"sliding_window": None} if model_type == "mistral" else {}
+@pytest.mark.parametrize("model_type, extra", [
+    ("llama", {}), ("qwen2", {}), ("mistral", {"sliding_window": None}), ("qwen3", {}),
+    # windows shorter than the sequences: the packed mask must cut by position distance, like the padded one
+    ("mistral", {"sliding_window": 5}), ("qwen2", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1}),
+])
+def test_packed_rewards_and_logprobs_equal_padded_passes(model_type, extra):
     model = RewardModel(tiny_backbone(model_type, **extra), "mlp").eval()
     groups, starts = sample_groups()
     sequences = [seq for group in groups for seq in group]
@@ -201,6 +204,9 @@ def test_unsupported_models_are_named_with_the_reason():
     config = AutoConfig.for_model("gpt2", vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=2)
     gpt2 = AutoModelForCausalLM.from_config(config)
     assert "gpt2" in packing_unsupported_reason(gpt2)
-    sliding = tiny_backbone("mistral", sliding_window=8)
-    assert "sliding" in packing_unsupported_reason(sliding)
+    gemma2 = AutoConfig.for_model("gemma2", vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+    capped = AutoModelForCausalLM.from_config(gemma2)  # no sdpa for Gemma 2: eager
+    assert "soft-caps attention logits" in packing_unsupported_reason(capped)
+    assert packing_unsupported_reason(tiny_backbone("mistral", sliding_window=8)) is None
     assert packing_unsupported_reason(tiny_backbone("qwen2")) is None

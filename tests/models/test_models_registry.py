@@ -197,3 +197,68 @@ def test_checkpoint_missing_weights_is_refused(tmp_path: Path) -> None:
 def test_tokenizer_builder_is_deterministic_in_process() -> None:
     first, second = build_tiny_tokenizer(), build_tiny_tokenizer()
     assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()
+
+
+def test_mistyped_alias_is_refused_naming_the_aliases() -> None:
+    with pytest.raises(ModelLoadError, match=r"unknown model 'tiny-randm': did you mean 'tiny-random'\?") as info:
+        resolve_model_path("tiny-randm")
+    assert "smollm2-135m" in str(info.value) and str(info.value).count("\n") == 0
+    with pytest.raises(ModelLoadError, match=r"did you mean 'smollm2-135m'"):
+        load_tokenizer("SmolLM2-135")
+    with pytest.raises(ModelLoadError, match=r"model folder './runs/no-such-model' does not exist.*tiny-random"):
+        load_backbone("./runs/no-such-model")
+
+
+def test_a_failed_hub_load_names_the_model_and_the_aliases_in_two_lines(tmp_path: Path) -> None:
+    """Real hub requests, answered by a local server: typos never reach it, a hub id does and fails cleanly."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            seen.append(self.path)
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepositoryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    script = (
+        "import json, sys\n"
+        "from rewardlab.models.registry import ModelLoadError, load_backbone\n"
+        "out = {}\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        load_backbone(name)\n"
+        "        out[name] = None\n"
+        "    except ModelLoadError as error:\n"
+        "        out[name] = str(error)\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_HOME": str(tmp_path / "hf"),
+           "HF_HUB_DISABLE_TELEMETRY": "1"}
+    try:
+        result = subprocess.run([sys.executable, "-c", script, "tiny-randon", "someorg/no-such-model"],
+                                capture_output=True, text=True, env=env, timeout=120, check=True)
+    finally:
+        server.shutdown()
+    messages = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "did you mean 'tiny-random'" in messages["tiny-randon"]
+    hub_error = messages["someorg/no-such-model"]
+    assert hub_error.startswith("could not load a tokenizer for model 'someorg/no-such-model': it is no local folder")
+    assert hub_error.count("\n") == 1
+    assert hub_error.endswith("Known aliases: smollm2-135m, tiny-random; a local folder also works.")
+    assert any("someorg/no-such-model" in path for path in seen)
+    assert not any("tiny-rand" in path for path in seen)  # the typo made no hub request

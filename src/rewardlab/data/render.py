@@ -4,13 +4,17 @@ Convention (enforced here and nowhere else):
 
 * The text is the tokenizer's chat template applied to ``prompt + [assistant response]``; tokenizers
   without a chat template get the plain format ``"Human: …\\n\\nAssistant: …"`` (see `plain_text`).
-* That text is tokenized with ``add_special_tokens=False``: any BOS comes from the template itself,
-  so it is never duplicated.
+* Special tokens are placed exactly as the tokenizer's own call (``tokenizer(text)``) places them:
+  its BOS before the text (base Llama/Mistral/Gemma tokenizers add one, with or without a chat
+  template), its EOS after a whole conversation where its encoding adds one. A BOS (or EOS) the
+  template already wrote into the text is not added a second time. The prompt alone (for
+  ``response_start`` and generation) gets the leading tokens only. See `special_tokens`.
 * ``response_start`` is the token length of the prompt rendered with ``add_generation_prompt=True``.
   If the full rendering does not start with those tokens (a template that rewrites earlier turns, or
   a tokenizer that merges across the boundary), it falls back to the longest common token prefix.
 * Over-length examples: ``"drop"`` returns None; ``"prompt-left"`` cuts the oldest prompt tokens
-  (a leading BOS is kept) and keeps the response whole, or returns None if the response alone is too long.
+  (the leading special tokens are kept) and keeps the response whole (with any EOS), or returns None if
+  the response alone is too long.
 """
 
 from __future__ import annotations
@@ -80,14 +84,69 @@ def conversation_text(tokenizer: Any, prompt: Sequence[Message], response: str) 
     return f"{plain_text(messages, add_generation_prompt=True)} {response}"
 
 
+_SPECIAL_TOKEN_PROBE = "Hello"
+
+
+def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids ``tokenizer(text)`` adds before and after a text's own tokens, e.g. ``([bos], [])``.
+
+    Found by encoding a probe with and without ``add_special_tokens``, so whatever the tokenizer
+    is configured to do (``add_bos_token``, ``add_eos_token``, a post-processor) is followed.
+    """
+    with_special = list(tokenizer(_SPECIAL_TOKEN_PROBE, add_special_tokens=True)["input_ids"])
+    plain = list(tokenizer(_SPECIAL_TOKEN_PROBE, add_special_tokens=False)["input_ids"])
+    for start in range(len(with_special) - len(plain) + 1):
+        if with_special[start : start + len(plain)] == plain:
+            return with_special[:start], with_special[start + len(plain) :]
+    # The special tokens changed the text's own tokens: keep the special ids at either end.
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    head = 0
+    while head < len(with_special) and with_special[head] in special:
+        head += 1
+    tail = len(with_special)
+    while tail > head and with_special[tail - 1] in special:
+        tail -= 1
+    return with_special[:head], with_special[tail:]
+
+
+def _add_special(ids: Sequence[int], prefix: list[int], suffix: list[int], *, whole: bool) -> list[int]:
+    """``prefix + ids (+ suffix if whole)``, skipping a prefix or suffix the text already has."""
+    out = list(ids)
+    if prefix and out[: len(prefix)] != prefix:
+        out = prefix + out
+    if whole and suffix and out[-len(suffix) :] != suffix:
+        out = out + suffix
+    return out
+
+
+def with_special_tokens(tokenizer: Any, ids: Sequence[int], *, whole: bool = True) -> list[int]:
+    """``ids`` of a text with the special tokens ``tokenizer(text)`` would add (``whole=False``: leading
+    ones only, for a prompt to generate from); ones the text already has are not doubled."""
+    prefix, suffix = special_tokens(tokenizer)
+    return _add_special(ids, prefix, suffix, whole=whole)
+
+
+def render_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of already-rendered whole conversations, special tokens as `render` places them."""
+    prefix, suffix = special_tokens(tokenizer)
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+    return [_add_special(ids, prefix, suffix, whole=True) for ids in encoded]
+
+
 def render_text(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of an already-rendered text (server path): no special tokens are added."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    """Token ids of an already-rendered whole conversation (server path), as ``tokenizer(text)`` gives them.
+
+    A BOS/EOS already in the text is not doubled, so a chat-template text gives the same ids as
+    `render` of the same conversation.
+    """
+    return render_texts(tokenizer, [text])[0]
 
 
 def render_prompt_ids(tokenizer: Any, prompt: Sequence[Message]) -> list[int]:
-    """Token ids of the prompt with the generation prompt, e.g. to generate a response from it."""
-    return render_text(tokenizer, prompt_text(tokenizer, prompt))
+    """Token ids of the prompt with the generation prompt (leading special tokens only), e.g. to generate from."""
+    prefix, _ = special_tokens(tokenizer)
+    ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    return _add_special(ids, prefix, [], whole=False)
 
 
 def render(
@@ -166,13 +225,21 @@ def render_batch(
         full_texts.append(conversation_text(tokenizer, prompt, response))
 
     encoded = tokenizer([*unique_prompt_texts, *full_texts], add_special_tokens=False)["input_ids"]
-    prompt_ids = encoded[: len(unique_prompt_texts)]
-    full_ids = encoded[len(unique_prompt_texts) :]
+    prefix, suffix = special_tokens(tokenizer)
+    prompt_ids = [_add_special(ids, prefix, suffix, whole=False) for ids in encoded[: len(unique_prompt_texts)]]
+    full_ids = [_add_special(ids, prefix, suffix, whole=True) for ids in encoded[len(unique_prompt_texts) :]]
     bos_id = getattr(tokenizer, "bos_token_id", None)
     return [
-        _fit(list(ids), _response_start(prompt_ids[slot], ids), max_length, truncation, bos_id)
+        _fit(ids, _response_start(prompt_ids[slot], ids), max_length, truncation, _kept_head(ids, prefix, bos_id))
         for slot, ids in zip(slots, full_ids)
     ]
+
+
+def _kept_head(ids: Sequence[int], prefix: list[int], bos_id: int | None) -> int:
+    """How many leading special tokens prompt-left truncation keeps: the tokenizer's prefix, or a template's BOS."""
+    if prefix and list(ids[: len(prefix)]) == prefix:
+        return len(prefix)
+    return 1 if bos_id is not None and len(ids) > 0 and ids[0] == bos_id else 0
 
 
 def _response_start(prompt_ids: Sequence[int], full_ids: Sequence[int]) -> int:
@@ -187,14 +254,14 @@ def _response_start(prompt_ids: Sequence[int], full_ids: Sequence[int]) -> int:
     return common
 
 
-def _fit(ids: list[int], start: int, max_length: int, truncation: str, bos_id: int | None) -> Rendered | None:
-    """Apply the truncation policy to one rendering."""
+def _fit(ids: list[int], start: int, max_length: int, truncation: str, head: int) -> Rendered | None:
+    """Apply the truncation policy to one rendering; ``head`` leading special tokens are always kept."""
     if len(ids) <= max_length:
         return Rendered(ids, start)
     if truncation == "drop":
         return None
-    # prompt-left: keep a leading BOS, then as many of the newest prompt tokens as fit, then the response.
-    head = 1 if bos_id is not None and start > 0 and ids[0] == bos_id else 0
+    # prompt-left: keep the leading special tokens, then as many of the newest prompt tokens as fit, then the response.
+    head = min(head, start)
     response_length = len(ids) - start
     room = max_length - head - response_length
     if room < 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -34,9 +35,15 @@ from rewardlab.models.layers import decoder_span
 
 SEGMENT_ATTENTION = "rewardlab_segments"
 LAYOUT_KWARG = "rewardlab_packed_layout"
-# Decoder families whose packed outputs are tested equal to separate passes (tests/models/test_models_packed.py).
-PACKING_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
-_UNSUPPORTED_ATTENTION_KWARGS = ("softcap", "sliding_window", "position_bias", "s_aux")
+# Decoder families whose packed outputs are tested equal to padded passes (tests/models/test_models_packed.py and
+# the architecture matrix, tests/models/test_models_architectures.py). Sliding-window layers are supported.
+PACKING_MODEL_TYPES = (
+    "llama", "mistral", "ministral", "qwen2", "qwen3", "gemma", "gemma3_text", "phi3", "granite", "cohere",
+    "cohere2", "olmo2", "olmo3",
+)
+_UNSUPPORTED_ATTENTION_KWARGS = ("softcap", "position_bias", "s_aux")
+# Set while a packed row runs: the layout, not a [N, N] mask, decides what each token sees.
+_PACKED_PASS: ContextVar[bool] = ContextVar("rewardlab_packed_pass", default=False)
 
 
 class PackingUnsupportedError(ValueError):
@@ -45,11 +52,26 @@ class PackingUnsupportedError(ValueError):
 
 @dataclass(frozen=True)
 class GroupSpan:
-    """One group's tokens ``[start, start + length)`` in the packed row; ``mask`` None means plain causal."""
+    """One group's tokens ``[start, start + length)`` in the packed row; ``mask`` None means plain causal.
+
+    ``positions`` are the group's position ids (a sliding window counts distances in positions).
+    """
 
     start: int
     length: int
     mask: torch.Tensor | None
+    positions: torch.Tensor | None = None
+
+    def windowed_mask(self, window: int) -> torch.Tensor | None:
+        """The mask with a sliding window: a token sees keys fewer than ``window`` positions back."""
+        if self.length <= window:
+            return self.mask  # no two tokens of the group are that far apart
+        if self.positions is None:
+            raise PackingUnsupportedError("a sliding window needs the group's positions (pack with pack_groups)")
+        mask = self.mask if self.mask is not None else torch.ones(
+            self.length, self.length, dtype=torch.bool, device=self.positions.device).tril()
+        distance = self.positions[:, None] - self.positions[None, :]
+        return mask & (distance < window)
 
 
 @dataclass
@@ -57,9 +79,19 @@ class PackedLayout:
     """What the attention function needs: the groups, in row order, covering the row exactly."""
 
     groups: list[GroupSpan]
+    _window_masks: dict[int, list[torch.Tensor | None]] = field(default_factory=dict, repr=False, compare=False)
+
+    def masks(self, window: int | None) -> list[torch.Tensor | None]:
+        """Each group's mask, cut to a sliding ``window`` if given (built once per window, shared by layers)."""
+        if window is None:
+            return [span.mask for span in self.groups]
+        if window not in self._window_masks:
+            self._window_masks[window] = [span.windowed_mask(window) for span in self.groups]
+        return self._window_masks[window]
 
     def to(self, device: torch.device | str) -> "PackedLayout":
-        return PackedLayout([GroupSpan(g.start, g.length, None if g.mask is None else g.mask.to(device))
+        return PackedLayout([GroupSpan(g.start, g.length, None if g.mask is None else g.mask.to(device),
+                                       None if g.positions is None else g.positions.to(device))
                              for g in self.groups])
 
 
@@ -195,7 +227,8 @@ def pack_groups(
                     targets.append(row_of(t))
                     predictors.append(row_of(t - 1))
                     owners.append(sequence)
-        spans.append(GroupSpan(group_start, len(ids) - group_start, _group_mask(prefix, branch_lengths)))
+        spans.append(GroupSpan(group_start, len(ids) - group_start, _group_mask(prefix, branch_lengths),
+                               torch.tensor(positions[group_start:], dtype=torch.long)))
     return PackedSequences(
         input_ids=torch.tensor([ids], dtype=torch.long),
         position_ids=torch.tensor([positions], dtype=torch.long),
@@ -260,7 +293,11 @@ def segment_attention_forward(
     is_causal: bool | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """``sdpa`` attention, or, when a packed layout is passed, one SDPA call per group."""
+    """``sdpa`` attention, or, when a packed layout is passed, one SDPA call per group.
+
+    A ``sliding_window`` (passed by sliding-window layers) limits each group's mask by position
+    distance, exactly as the padded path's sliding-window mask does.
+    """
     layout: PackedLayout | None = kwargs.pop(LAYOUT_KWARG, None)
     if layout is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
@@ -270,43 +307,55 @@ def segment_attention_forward(
         raise PackingUnsupportedError(f"packed attention does not support {', '.join(present)}")
     if query.shape[0] != 1:
         raise ValueError(f"packed attention expects one packed row, got a batch of {query.shape[0]}")
+    window = kwargs.get("sliding_window")
     repeats = getattr(module, "num_key_value_groups", 1)
     if repeats > 1:
         key, value = repeat_kv(key, repeats), repeat_kv(value, repeats)
     # split, not slicing: its backward is one concatenation, while each slice's backward would
     # scatter into a zero tensor of the full row
     lengths = [span.length for span in layout.groups]
+    masks = layout.masks(None if window is None else int(window))
     outputs = [
-        F.scaled_dot_product_attention(q, k, v, attn_mask=span.mask, dropout_p=dropout, scale=scaling,
-                                       is_causal=span.mask is None)
-        for span, q, k, v in zip(layout.groups, query.split(lengths, dim=2), key.split(lengths, dim=2),
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling,
+                                       is_causal=mask is None)
+        for mask, q, k, v in zip(masks, query.split(lengths, dim=2), key.split(lengths, dim=2),
                                  value.split(lengths, dim=2))
     ]
     output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
     return output.transpose(1, 2).contiguous(), None
 
 
+def segment_attention_mask(*args, **kwargs) -> torch.Tensor | None:  # noqa: ANN002, ANN003 - sdpa_mask's signature
+    """``sdpa``'s mask for padded batches; none for a packed row (the layout says what each token sees)."""
+    if _PACKED_PASS.get():
+        return None
+    return sdpa_mask(*args, **kwargs)
+
+
 AttentionInterface.register(SEGMENT_ATTENTION, segment_attention_forward)
-AttentionMaskInterface.register(SEGMENT_ATTENTION, sdpa_mask)
+AttentionMaskInterface.register(SEGMENT_ATTENTION, segment_attention_mask)
 
 
 def packing_unsupported_reason(causal_lm: PreTrainedModel) -> str | None:
-    """Why this causal LM cannot run packed sequences, or None if it can."""
+    """Why this causal LM cannot run packed sequences, or None if it can.
+
+    Packing is limited to the families tested equal to the padded path (`PACKING_MODEL_TYPES`;
+    multimodal wrappers are not among them); every other model trains and scores on padded
+    batches, which give the same results, only slower.
+    """
     config = causal_lm.config
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    model_type = getattr(text_config, "model_type", None)
+    model_type = getattr(config, "model_type", None)
+    if getattr(text_config, "attn_logit_softcapping", None) is not None:
+        return "the model soft-caps attention logits, which packed attention does not implement"
     if model_type not in PACKING_MODEL_TYPES:
         return f"model type {model_type!r} is not one of the tested families {', '.join(PACKING_MODEL_TYPES)}"
     implementation = getattr(config, "_attn_implementation", None)
     if implementation not in ("sdpa", SEGMENT_ATTENTION):
         return f"attention implementation {implementation!r} (packing builds on 'sdpa')"
     layer_types = getattr(text_config, "layer_types", None) or []
-    if any(kind != "full_attention" for kind in layer_types):
-        return "the model has sliding-window or other non-full attention layers"
-    if getattr(text_config, "sliding_window", None) is not None and getattr(text_config, "use_sliding_window", True):
-        return "the model uses sliding-window attention"
-    if getattr(text_config, "attn_logit_softcapping", None) is not None:
-        return "the model soft-caps attention logits"
+    if any(kind not in ("full_attention", "sliding_attention") for kind in layer_types):
+        return f"the model has attention layers of types {sorted(set(layer_types))}, not only full or sliding"
     return None
 
 
@@ -340,15 +389,19 @@ def packed_hidden_states(
     if (from_layer == 0) != (start_states is None):
         raise ValueError("start_states are needed exactly when from_layer > 0")
     decoder = causal_lm.get_decoder()
-    inputs = {"input_ids": packed.input_ids} if start_states is None else {"inputs_embeds": start_states[None]}
     span = nullcontext() if from_layer == 0 and to_layer is None else decoder_span(
-        decoder, from_layer, to_layer, apply_final_norm=to_layer is None)
-    with span:
-        output = decoder(
-            **inputs,
-            attention_mask=torch.ones_like(packed.input_ids),  # no padding: lets the mask builder skip its mask
-            position_ids=packed.position_ids,
-            use_cache=False,
-            **{LAYOUT_KWARG: packed.layout},
-        )
+        decoder, from_layer, to_layer, apply_final_norm=to_layer is None,
+        start_states=None if start_states is None else start_states[None])
+    token = _PACKED_PASS.set(True)
+    try:
+        with span:
+            output = decoder(
+                input_ids=packed.input_ids,
+                attention_mask=torch.ones_like(packed.input_ids),
+                position_ids=packed.position_ids,
+                use_cache=False,
+                **{LAYOUT_KWARG: packed.layout},
+            )
+    finally:
+        _PACKED_PASS.reset(token)
     return output.last_hidden_state[0]

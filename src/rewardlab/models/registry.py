@@ -1,13 +1,16 @@
 """Model names → loaded causal LMs and tokenizers.
 
 A name is either an alias from `MODEL_ALIASES` (built-in models that are materialised once into
-the rewardlab cache) or anything `from_pretrained` accepts (a hub id or a local folder).
+the rewardlab cache) or anything `from_pretrained` accepts (a hub id or a local folder). A name
+that is none of these (a mistyped alias, a missing folder) is refused naming the known aliases,
+before any hub request.
 Every tokenizer returned here has a pad token that is a dedicated special token which a
 rendered conversation never contains, because the reward is read at the last non-pad token.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +72,64 @@ MODEL_ALIASES: dict[str, ModelAlias] = {
 }
 
 
+def known_aliases() -> str:
+    """The aliases, comma-separated, for error messages."""
+    return ", ".join(MODEL_ALIASES)
+
+
+def _unknown_name(name: str) -> ModelLoadError | None:
+    """The error for a name that is no alias, no folder and no plausible hub id; None if it may be a hub id.
+
+    A bare name close to an alias (``smollm2``, ``tiny_random``) is taken for a typo and refused with a
+    suggestion before any hub request; other bare names (legacy hub ids such as ``gpt2``) and
+    ``owner/name`` ids go to the hub, whose failure names the aliases too.
+    """
+    if "/" not in name and "\\" not in name:
+        close = difflib.get_close_matches(name.strip().lower(), list(MODEL_ALIASES), n=2, cutoff=0.6)
+        if close:
+            suggestion = " or ".join(repr(alias) for alias in close)
+            return ModelLoadError(f"unknown model {name!r}: did you mean {suggestion}? Known aliases: "
+                                  f"{known_aliases()}; otherwise give a hub id (owner/name) or a local folder.")
+        return None
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name:
+        return ModelLoadError(f"model folder {name!r} does not exist. Give an existing folder, a hub id "
+                              f"(owner/name) or an alias ({known_aliases()}).")
+    return None
+
+
 def resolve_model_path(name_or_path: str) -> str:
-    """Map an alias to its local folder (building the cache entry if needed); pass other names through."""
+    """Map an alias to its local folder (building the cache entry if needed); pass folders and hub ids through.
+
+    Raises `ModelLoadError` naming the known aliases for a name that can be neither (see module docstring).
+    """
     alias = MODEL_ALIASES.get(name_or_path)
     if alias is not None:
         return alias.resolve()
     expanded = Path(name_or_path).expanduser()
-    return str(expanded) if expanded.exists() else name_or_path
+    if expanded.exists():
+        return str(expanded)
+    error = _unknown_name(name_or_path)
+    if error is not None:
+        raise error
+    return name_or_path
+
+
+def _short(error: BaseException, limit: int = 240) -> str:
+    """The first line of an error message, cut to ``limit`` characters (hub errors run to many lines)."""
+    lines = str(error).strip().splitlines()
+    first = lines[0].strip() if lines else type(error).__name__
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def _load_failure(what: str, name_or_path: str, folder_or_id: str, error: BaseException) -> ModelLoadError:
+    """One or two lines: which name failed, why (first line of the cause), and the known aliases."""
+    if Path(folder_or_id).exists():
+        return ModelLoadError(
+            f"could not load {what} for model {name_or_path!r} (resolved to {folder_or_id!r}): {_short(error)}. "
+            f"Use an alias ({known_aliases()}), a hub id, or a local folder with the model's files.")
+    return ModelLoadError(
+        f"could not load {what} for model {name_or_path!r}: it is no local folder, and the Hugging Face hub "
+        f"failed: {_short(error)}\nKnown aliases: {known_aliases()}; a local folder also works.")
 
 
 def _rendered_probe_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
@@ -121,10 +175,7 @@ def _tokenizer_from(folder_or_id: str, name_or_path: str) -> PreTrainedTokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder_or_id)
     except (OSError, ValueError) as error:
-        raise ModelLoadError(
-            f"could not load a tokenizer for model {name_or_path!r} (resolved to {folder_or_id!r}): "
-            f"{error}. Use an alias ({', '.join(MODEL_ALIASES)}), a hub id, or a local folder "
-            "with tokenizer files.") from error
+        raise _load_failure("a tokenizer", name_or_path, folder_or_id, error) from error
     ensure_pad_token(tokenizer)
     return tokenizer
 
@@ -159,9 +210,7 @@ def load_backbone(
         model, loading_info = AutoModelForCausalLM.from_pretrained(
             folder_or_id, dtype=dtype or torch.float32, output_loading_info=True)
     except (OSError, ValueError) as error:
-        raise ModelLoadError(
-            f"could not load causal LM weights for model {name_or_path!r} (resolved to "
-            f"{folder_or_id!r}): {error}") from error
+        raise _load_failure("causal LM weights", name_or_path, folder_or_id, error) from error
     missing = sorted(loading_info.get("missing_keys") or [])
     if missing:
         raise ModelLoadError(
@@ -170,7 +219,26 @@ def load_backbone(
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         _grow_embeddings(model, len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
+    _refuse_unsupported(model, tokenizer, name_or_path)
     setattr(model, SOURCE_NAME_ATTR, name_or_path)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def _refuse_unsupported(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name_or_path: str) -> None:
+    """Refuse a backbone whose rewards or log-probs rewardlab would compute differently from the model itself.
+
+    Families of the architecture matrix are tested; any other is probed once here.
+    """
+    from rewardlab.models.reward_model import TESTED_MODEL_TYPES, forward_mismatch
+
+    model_type = getattr(model.config, "model_type", None)
+    if model_type in TESTED_MODEL_TYPES:
+        return
+    probe = tokenizer(_PROBE_CONVERSATION[1]["content"], add_special_tokens=False)["input_ids"][:8]
+    problem = forward_mismatch(model, probe or [0, 1, 2], tokenizer.pad_token_id or 0)
+    if problem is not None:
+        raise ModelLoadError(
+            f"model {name_or_path!r} ({type(model).__name__}, model type {model_type!r}) cannot be used as a "
+            f"reward model backbone: {problem}. Tested families: {', '.join(TESTED_MODEL_TYPES)}.")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from rewardlab.data.pair import Message
+from rewardlab.data.render import with_special_tokens
 from rewardlab.policies.base import PolicyError, continuation_prefix, cut_at_stop
 
 
@@ -55,8 +56,8 @@ class HFPolicy:
     def generate(self, messages: list[Message], stop: list[str], *, seed: int | None = None) -> str:
         """The assistant message: any assistant opening plus the generated continuation, cut at ``stop``."""
         text = self.prompt_text(messages)
-        encoded = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
-        input_ids = encoded["input_ids"].to(self.device)
+        ids = with_special_tokens(self.tokenizer, self.tokenizer(text, add_special_tokens=False)["input_ids"], whole=False)
+        input_ids = torch.tensor([ids], device=self.device)
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and input_ids.shape[1] + self.max_new_tokens > limit:
             raise PolicyError(f"prompt of {input_ids.shape[1]} tokens plus {self.max_new_tokens} new tokens exceeds "
@@ -73,7 +74,7 @@ class HFPolicy:
         with self._lock, torch.no_grad():
             self._calls += 1
             torch.manual_seed(seed if seed is not None else self.seed + self._calls)
-            output = self.model.generate(input_ids=input_ids, attention_mask=encoded["attention_mask"].to(self.device),
+            output = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                          **options)
         new_text = self.tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True)
         return continuation_prefix(messages) + cut_at_stop(new_text, stop)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardlab.data.render import Rendered, conversation_text, render_batch, render_text
+from rewardlab.data.render import Rendered, conversation_text, render_batch, render_text, with_special_tokens
 from rewardlab.serve.protocol import Conversation, RequestError
 
 
@@ -64,6 +64,7 @@ def encode_texts(
 ) -> EncodedBatch:
     """Tokenize already-rendered texts and apply the length policy (errors name ``field_name[i]``).
 
+    Special tokens go where ``tokenizer(text)`` (and so training) puts them, unless the text has them.
     Leading and trailing pad tokens are dropped first: trainers that decode padded batches with
     ``skip_special_tokens=False`` leave them in, and rewardlab tokenizers use a pad token that a
     rendered conversation never contains, so removing them never changes a real text.
@@ -76,6 +77,7 @@ def encode_texts(
         ids = _strip_padding(list(ids), pad_id)
         if not ids:
             raise RequestError(422, f"{field_name}[{index}] is empty (no tokens to score besides padding)")
+        ids = with_special_tokens(tokenizer, ids)  # BOS/EOS as training placed them, never doubled
         if len(ids) > max_tokens:
             if overlength == "reject":
                 raise RequestError(
