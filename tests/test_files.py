@@ -60,3 +60,29 @@ def test_read_json_store_starts_empty_on_missing_or_unreadable_files(tmp_path):
     assert read_json_store(path) == {}
     path.write_text("[1, 2]", encoding="utf-8")  # not an object
     assert read_json_store(path) == {}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_and_folders_follow_the_umask(tmp_path, umask):
+    import os
+    import stat
+
+    import torch
+    from safetensors.torch import save_file
+
+    from rewardlab.models.atomic_dir import replace_dir_atomically
+
+    def write(folder):
+        (folder / "notes.txt").write_text("w")
+        save_file({"w": torch.zeros(1)}, str(folder / "weights.safetensors"))  # safetensors writes 0600
+
+    previous = os.umask(umask)
+    try:
+        write_text_atomic(tmp_path / "report.md", "x")
+        replace_dir_atomically(tmp_path / "model", write)
+    finally:
+        os.umask(previous)
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "report.md") == 0o666 & ~umask
+    assert mode(tmp_path / "model") == 0o777 & ~umask
+    assert mode(tmp_path / "model" / "notes.txt") == mode(tmp_path / "model" / "weights.safetensors") == 0o666 & ~umask

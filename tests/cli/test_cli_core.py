@@ -40,7 +40,9 @@ def test_score_data_writes_one_line_per_pair(trained, tmp_path, capsys):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6
     assert all(r["chosen_wins"] == (r["chosen_reward"] > r["rejected_reward"]) for r in rows)
-    assert "scored 6 pairs" in capsys.readouterr().out
+    assert all(r["truncation"] is None for r in rows)
+    out = capsys.readouterr().out
+    assert "scored 6 of 6 pairs" in out and "0 pairs dropped" in out and "0 cut" in out
 
 
 def test_score_prompt_without_response_is_an_error(trained, capsys):

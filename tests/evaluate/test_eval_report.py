@@ -58,13 +58,13 @@ def test_rerun_resumes_from_the_score_cache(tiny_models, llmbar_file, tmp_path):
 
     def counting_loader(path, **kwargs):
         scorer = load_scorer(path, **kwargs)
-        original = scorer.score
+        original = scorer.score_with_cuts
 
-        def score(prompts, responses):
+        def score_with_cuts(prompts, responses):
             calls.append(len(prompts))
             return original(prompts, responses)
 
-        scorer.score = score
+        scorer.score_with_cuts = score_with_cuts
         return scorer
 
     models = [parse_model_spec(f"lin={tiny_models['linear']}")]

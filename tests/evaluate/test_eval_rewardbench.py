@@ -103,3 +103,35 @@ def test_rewardbench2_ties_record_without_ref_or_tied_id_is_an_error(tmp_path):
     path = _write_jsonl(tmp_path / "rb2.jsonl", [_v2_record("Ties", "17", ["a", "b"], ["c"])])
     with pytest.raises(DataError, match=rf"{path}:1.*ref:N or tied:N"):
         load_eval_dataset(f"rewardbench-2:{path}")
+
+
+def _rows_without_dataset_label(report: dict) -> list[tuple]:
+    return [(r["level"], r["label"], r["n"], r["correct"], r["ties"], r["accuracy"], r["low"], r["high"])
+            for r in report["models"][0]["rows"]]
+
+
+@pytest.mark.parametrize("fmt", ["rewardbench", "rewardbench-2"])
+def test_benchmark_scores_follow_the_format_not_the_dataset_label(fmt, tiny_models, tmp_path, capsys):
+    from rewardlab.cli import main
+
+    if fmt == "rewardbench":
+        records = [_v1_record(subset, i) for subset in ("alpacaeval-easy", "llmbar-natural", "donotanswer", "hep-go")
+                   for i in range(2)]
+        headline = "RewardBench score"
+    else:
+        records = [_v2_record("Math", "1", ["c"], ["r1", "r2", "r3"]), _v2_record("Focus", "2", ["c"], ["r1", "r2"]),
+                   _v2_record("Ties", "ref:0", ["c"], ["r1"]), _v2_record("Ties", "tied:0", ["c1", "c2"], ["r1"])]
+        headline = "RewardBench 2 score"
+    path = _write_jsonl(tmp_path / "data.jsonl", records)
+    reports = {}
+    for label in ("", "rb=", "my-benchmark="):
+        code = main(["eval", str(tiny_models["linear"]), "--data", f"{label}{fmt}:{path}", "--json", "--no-progress"])
+        assert code == 0
+        reports[label] = json.loads(capsys.readouterr().out)
+    default = _rows_without_dataset_label(reports[""])
+    assert any(level == "dataset" and name == headline for level, name, *_ in default)
+    if fmt == "rewardbench":
+        assert {name for level, name, *_ in default if level == "section"} == {"Chat", "Chat Hard", "Safety", "Reasoning"}
+    for label in ("rb=", "my-benchmark="):
+        assert _rows_without_dataset_label(reports[label]) == default
+        assert {r["dataset"] for r in reports[label]["models"][0]["rows"]} == {label[:-1]}

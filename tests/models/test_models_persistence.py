@@ -302,3 +302,88 @@ def test_export_refuses_mlp_head_with_advice(tmp_path: Path) -> None:
     assert "reward head is an MLP" in message and "single linear layer" in message
     assert "--head linear" in message and "distill" in message
     assert not (tmp_path / "out").exists()
+
+
+# --- opening a saved folder the way TRL / OpenRLHF / RewardBench do ----------------------------
+
+def _seq_cls_rewards(seq_model, tokenizer, side: str) -> torch.Tensor:
+    input_ids, attention_mask = encode(tokenizer, chat_texts(tokenizer), side)
+    with torch.no_grad():
+        return seq_model.eval()(input_ids=input_ids, attention_mask=attention_mask).logits.squeeze(-1)
+
+
+def test_full_linear_folder_loads_as_seq_cls_with_our_rewards(saved_full_linear) -> None:
+    folder, expected = saved_full_linear
+    seq_model, info = AutoModelForSequenceClassification.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"]
+    assert seq_model.config.num_labels == 1
+    _, tokenizer, _ = load_reward_model(folder)
+    for side in ("right", "left"):
+        assert torch.allclose(_seq_cls_rewards(seq_model, tokenizer, side), expected, atol=1e-5)
+    assert read_reward_config(folder)["seq_cls"] == {"loads": True, "reason": None}
+
+
+def test_full_folder_still_loads_as_causal_lm(saved_full_linear) -> None:
+    from transformers import AutoModelForCausalLM
+
+    folder, _ = saved_full_linear
+    lm, info = AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and info["unexpected_keys"] == {"score.weight"}
+    assert lm.config.num_labels == 1
+
+
+def test_mlp_folder_refuses_to_load_as_seq_cls(tmp_path: Path) -> None:
+    model, tokenizer = _trained_like("mlp", lora=False)
+    save_reward_model(model, tokenizer, tmp_path / "mlp", SETTINGS)
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "mlp")
+    assert "MLP" in read_reward_config(tmp_path / "mlp")["seq_cls"]["reason"]
+    loaded, loaded_tokenizer, _ = load_reward_model(tmp_path / "mlp")  # rewardlab itself still loads it
+    assert torch.equal(_rewards(loaded, loaded_tokenizer), _rewards(model, tokenizer))
+
+
+@pytest.fixture(scope="module")
+def lora_on_local_base(tmp_path_factory: pytest.TempPathFactory):
+    """A LoRA reward model whose base is a local folder, so transformers can resolve it by itself."""
+    root = tmp_path_factory.mktemp("lora-local")
+    backbone, tokenizer = load_backbone("tiny-random")
+    backbone.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    results = {}
+    for head in ("linear", "mlp"):
+        base, tokenizer = load_backbone(str(root / "base"))
+        torch.manual_seed(1)
+        model = apply_lora(RewardModel(base, head, base_model=str(root / "base")), r=4, alpha=8)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name or name.startswith("head."):
+                    parameter.add_(torch.randn_like(parameter) * 0.05)
+        save_reward_model(model.eval(), tokenizer, root / head, SETTINGS)
+        results[head] = (root / head, _rewards(model, tokenizer), tokenizer)
+    return results
+
+
+def test_lora_folder_as_seq_cls_raises_or_gives_our_rewards(lora_on_local_base) -> None:
+    folder, expected, tokenizer = lora_on_local_base["linear"]
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):  # the base config says 2 labels
+        AutoModelForSequenceClassification.from_pretrained(folder)
+    seq_model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+    assert torch.allclose(_seq_cls_rewards(seq_model, tokenizer, "right"), expected, atol=1e-5)
+    loaded, loaded_tokenizer, _ = load_reward_model(folder)
+    assert torch.equal(_rewards(loaded, loaded_tokenizer), expected)
+    mlp_folder, _, _ = lora_on_local_base["mlp"]
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        AutoModelForSequenceClassification.from_pretrained(mlp_folder, num_labels=1)
+
+
+def test_folder_saved_before_the_score_copy_still_loads(tmp_path: Path, saved_full_linear) -> None:
+    folder, expected = saved_full_linear
+    old = _copy(folder, tmp_path / "old")
+    weights = load_file(str(old / "model.safetensors"))
+    del weights["score.weight"]
+    save_file(weights, str(old / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((old / CONFIG_FILE).read_text())
+    del config["seq_cls"]
+    (old / CONFIG_FILE).write_text(json.dumps(config))
+    loaded, tokenizer, _ = load_reward_model(old)
+    assert torch.equal(_rewards(loaded, tokenizer), expected)

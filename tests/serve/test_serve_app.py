@@ -28,13 +28,26 @@ def assert_close(got: list[float], expected: list[float]) -> None:
         assert abs(g - e) < TOLERANCE, (got, expected)
 
 
+def test_overlength_follows_the_models_saved_truncation_unless_given(serve, tiny_scorer: RewardScorer) -> None:
+    saved = tiny_scorer.truncation
+    try:
+        tiny_scorer.truncation = "prompt-left"
+        client, _ = serve()
+        assert client.get("/health").json()["overlength"] == "truncate"
+        client, _ = serve(overlength="reject")
+        assert client.get("/health").json()["overlength"] == "reject"
+    finally:
+        tiny_scorer.truncation = saved
+
+
 def test_health_reports_limits(serve, tiny_scorer: RewardScorer) -> None:
     client, server = serve(max_batch=8)
     assert server.url.startswith("http://127.0.0.1:")
     body = client.get("/health").json()
     assert body["status"] == "ok"
     assert body["max_tokens"] == tiny_scorer.max_length
-    assert body["max_batch"] == 8 and body["overlength"] == "truncate" and body["auth"] is False
+    # the model was saved with truncation "drop": it never saw a cut text, so over-length texts are refused
+    assert body["max_batch"] == 8 and body["overlength"] == "reject" and body["auth"] is False
     # no --max-batch-tokens: the budget is what max_batch texts of max_tokens hold, so it never binds
     assert body["max_batch_tokens"] == 8 * tiny_scorer.max_length
     assert body["max_queue"] == 256 and body["queue_requests"] == 0
@@ -84,7 +97,7 @@ def test_score_endpoint_matches_rewardlab_score(serve, tiny_scorer: RewardScorer
 
 
 def test_truncate_policy_keeps_the_end_and_says_so(serve, tiny_scorer: RewardScorer) -> None:
-    client, _ = serve(max_tokens=24)
+    client, _ = serve(max_tokens=24, overlength="truncate")
     long_text = chat(tiny_scorer, LONG_PROMPT, "Bake it.")
     short_text = chat(tiny_scorer, "hi", "yo")
     body = client.post("/get_reward", json={"query": [short_text, long_text]}).json()

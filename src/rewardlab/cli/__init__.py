@@ -28,7 +28,11 @@ USAGE_ERROR_STATUS = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command. A `RewardlabError` (something the user can fix) prints one message and exits 2."""
+    """Run one command. A `RewardlabError` (something the user can fix) prints one message and exits 2.
+
+    So does an operating-system error about a named path (permission denied, not a folder, disk
+    full …): the file system, not the code, is what needs fixing. ``--debug`` re-raises both.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -40,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR_STATUS
+    except OSError as exc:
+        if args.debug or exc.filename is None:
+            raise
+        target = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        print(f"error: {exc.strerror or exc}: {target}", file=sys.stderr)
         return USAGE_ERROR_STATUS
     return int(result or 0)
 

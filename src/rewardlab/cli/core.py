@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rewardlab.errors import ConfigError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the core commands."""
@@ -21,11 +23,14 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a reward model (BT baseline or GRM)",
-        description="Train a reward model. Flags override values from --config (a YAML file of the same option names).",
+        description="Train a reward model. --model, --data and --output are required, as flags or in --config "
+                    "(a YAML file of the same option names; TRL's learning_rate, output_dir, "
+                    "per_device_train_batch_size, num_train_epochs and gradient_accumulation_steps are accepted "
+                    "too). Flags override values from the file.",
     )
-    p.add_argument("--model", help="smollm2-135m, tiny-random, a hub id or a local path")
-    p.add_argument("--data", help="synthetic, synthetic:ood, a file (.jsonl/.json/.parquet) or a dataset name")
-    p.add_argument("--output", help="output folder for the trained model")
+    p.add_argument("--model", help="required: smollm2-135m, tiny-random, a hub id or a local path")
+    p.add_argument("--data", help="required: synthetic, synthetic:ood, a file (.jsonl/.json/.parquet) or a dataset name")
+    p.add_argument("--output", help="required: output folder for the trained model")
     p.add_argument("--config", help="YAML file with training options")
     p.add_argument("--eval-data", dest="eval_data", help="pairs to report accuracy on during and after training")
     p.add_argument("--loss", choices=["bt", "margin", "label-smoothing"])
@@ -77,11 +82,11 @@ _TRAIN_FIELDS = (
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from rewardlab.train.config import TrainConfig
+    from rewardlab.train.config import REQUIRED_FOR_CLI, TrainConfig
     from rewardlab.train.loop import train
 
     overrides = {name: getattr(args, name) for name in _TRAIN_FIELDS}
-    config = TrainConfig.from_sources(args.config, **overrides)
+    config = TrainConfig.from_sources(args.config, required=REQUIRED_FOR_CLI, **overrides)
     result = train(config)
     ev = result.metrics.get("eval")
     if ev:
@@ -93,7 +98,13 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _register_score(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("score", help="score pairs from a file, or one prompt/response")
+    p = subparsers.add_parser(
+        "score", help="score pairs from a file, or one prompt/response",
+        description="Score with a saved reward model. Over-length pairs follow the model's saved truncation "
+                    "setting (drop: left unscored; prompt-left: the oldest prompt tokens are cut), and the summary "
+                    "says how many; a single --prompt/--response is always cut from the left of the prompt if "
+                    "too long, with a note.",
+    )
     p.add_argument("model_dir", metavar="DIR", help="a saved rewardlab reward model folder")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="pairs to score (any format `train --data` accepts)")
@@ -110,11 +121,15 @@ def _run_score(args: argparse.Namespace) -> int:
     from rewardlab.workflows import score_file, score_one
 
     if args.prompt is not None and args.response is None:
-        print("error: --prompt needs --response", file=sys.stderr)
-        return 2
+        raise ConfigError("--prompt needs --response (the assistant reply to score)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     scorer = RewardScorer.from_pretrained(args.model_dir, batch_size=args.batch_size)
     if args.prompt is not None:
         print(f"{score_one(scorer, args.prompt, args.response, system=args.system):.6f}")
+        if scorer.truncation_counts["cut"]:
+            print(f"note: longer than max_length {scorer.max_length} tokens: the oldest prompt tokens were cut "
+                  "to fit (the response is scored whole)", file=sys.stderr)
         return 0
     summary = score_file(scorer, args.data, out=args.out)
     print(summary, file=sys.stderr if args.out is None else sys.stdout)
@@ -135,11 +150,7 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from rewardlab.models.persistence import export_seq_cls
 
-    try:
-        export_seq_cls(args.model_dir, args.out)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    export_seq_cls(args.model_dir, args.out)
     print(f"exported {args.model_dir} as AutoModelForSequenceClassification to {args.out}")
     return 0
 

@@ -10,6 +10,22 @@ from pathlib import Path
 
 from rewardlab.envs.episode import DEFAULT_MAX_COMMANDS
 from rewardlab.envs.sandbox import SANDBOX_KINDS
+from rewardlab.errors import ConfigError
+
+
+def _at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum`` (a bad value is a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,14 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--env", required=True, help="environment name, a comma-separated list, or 'all'")
     run.add_argument("--policy", required=True, metavar="SPEC",
                      help="scripted:NAME | replay:PATH | hf:MODEL | openai:MODEL (with --base-url)")
-    run.add_argument("-n", type=int, default=10, help="episodes per environment (default 10)")
+    run.add_argument("-n", type=_at_least(0), default=10, help="episodes per environment (default 10)")
     run.add_argument("--seed", type=int, default=0, help="variant seed (default 0)")
-    run.add_argument("--workers", type=int, default=1, help="episodes run in parallel (default 1)")
+    run.add_argument("--workers", type=_at_least(1), default=1, help="episodes run in parallel (default 1)")
     run.add_argument("--out", required=True, type=Path, help="run folder (created; reruns skip finished episodes)")
     run.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")
     run.add_argument("--api-key-env", dest="api_key_env", default="OPENAI_API_KEY",
                      help="environment variable holding the API key (default OPENAI_API_KEY)")
-    run.add_argument("--max-commands", dest="max_commands", type=int, default=DEFAULT_MAX_COMMANDS,
+    run.add_argument("--max-commands", dest="max_commands", type=_at_least(0), default=DEFAULT_MAX_COMMANDS,
                      help=f"commands per episode before it is cut off (default {DEFAULT_MAX_COMMANDS})")
     run.add_argument("--sandbox", choices=SANDBOX_KINDS, default="bwrap",
                      help="bwrap (default). 'none' runs commands WITHOUT isolation; scripted policies only")
@@ -85,17 +101,16 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key:
-            raise ValueError(f"--env-option {pair!r} should look like KEY=VALUE")
+            raise ConfigError(f"--env-option {pair!r} should look like KEY=VALUE")
         options[key.strip()] = value.strip()
     return options
 
 
 def _run(args: argparse.Namespace) -> int:
     from rewardlab.envs.environments import ENVIRONMENTS, EnvironmentOptionError, make_environment
-    from rewardlab.envs.records import RunFolderError
     from rewardlab.envs.runner import run_episodes
-    from rewardlab.envs.sandbox import UNSANDBOXED_WARNING, SandboxLimits, SandboxUnavailable, make_sandbox
-    from rewardlab.policies import PolicyError, PolicySettings, is_scripted, make_policy
+    from rewardlab.envs.sandbox import UNSANDBOXED_WARNING, SandboxLimits, make_sandbox
+    from rewardlab.policies import PolicySettings, is_scripted, make_policy
 
     names = list(ENVIRONMENTS) if args.env == "all" else [name.strip() for name in args.env.split(",") if name.strip()]
     settings = PolicySettings(base_url=args.base_url, max_new_tokens=args.max_new_tokens,
@@ -104,34 +119,26 @@ def _run(args: argparse.Namespace) -> int:
                               seed=args.seed)
     if args.sandbox == "none":
         if not is_scripted(args.policy):
-            print(f"error: --sandbox none is only allowed for scripted policies, not {args.policy!r}; "
-                  "install bubblewrap instead", file=sys.stderr)
-            return 2
+            raise ConfigError(f"--sandbox none is only allowed for scripted policies, not {args.policy!r}; "
+                              "install bubblewrap instead")
         print("!" * 78 + f"\n{UNSANDBOXED_WARNING}\n" + "!" * 78, file=sys.stderr)
-    try:
-        options = _parse_options(args.env_options)
-        grader_settings = replace(settings, base_url=args.grader_base_url or args.base_url, temperature=0.0,
-                                  max_new_tokens=64)
-        grader = make_policy(args.grader, grader_settings) if args.grader else None
-        envs = []
-        for name in names:
-            own = options if len(names) == 1 else {k: v for k, v in options.items() if k in _options_of(name)}
-            envs.append(make_environment(name, own, grader_policy=grader, grader_spec=args.grader or "grader"))
-        unused = set(options) - set().union(*(_options_of(env.name) for env in envs))
-        if unused:
-            raise EnvironmentOptionError(f"no selected environment accepts option(s) {', '.join(sorted(unused))}")
-        needs_sandbox = any(env.uses_tools for env in envs)
-        sandbox = make_sandbox(args.sandbox, SandboxLimits(command_timeout=args.command_timeout)) if needs_sandbox else None
-        policy = make_policy(args.policy, settings)
-        summary = run_episodes(envs, policy, args.policy, sandbox, n=args.n, seed=args.seed, out_dir=args.out,
-                               workers=args.workers, max_commands=args.max_commands,
-                               max_failures=args.max_failures, progress=args.progress)
-    except SandboxUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (EnvironmentOptionError, PolicyError, RunFolderError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    options = _parse_options(args.env_options)
+    grader_settings = replace(settings, base_url=args.grader_base_url or args.base_url, temperature=0.0,
+                              max_new_tokens=64)
+    grader = make_policy(args.grader, grader_settings) if args.grader else None
+    envs = []
+    for name in names:
+        own = options if len(names) == 1 else {k: v for k, v in options.items() if k in _options_of(name)}
+        envs.append(make_environment(name, own, grader_policy=grader, grader_spec=args.grader or "grader"))
+    unused = set(options) - set().union(*(_options_of(env.name) for env in envs))
+    if unused:
+        raise EnvironmentOptionError(f"no selected environment accepts option(s) {', '.join(sorted(unused))}")
+    needs_sandbox = any(env.uses_tools for env in envs)
+    sandbox = make_sandbox(args.sandbox, SandboxLimits(command_timeout=args.command_timeout)) if needs_sandbox else None
+    policy = make_policy(args.policy, settings)
+    summary = run_episodes(envs, policy, args.policy, sandbox, n=args.n, seed=args.seed, out_dir=args.out,
+                           workers=args.workers, max_commands=args.max_commands,
+                           max_failures=args.max_failures, progress=args.progress)
     if summary.repaired_bytes:
         print(f"note: removed an incomplete last line ({summary.repaired_bytes} bytes) left by an interrupted run")
     if summary.unreadable_lines:
@@ -156,14 +163,9 @@ def _options_of(name: str) -> set[str]:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from rewardlab.envs.records import RunFolderError
     from rewardlab.envs.show import find_episode, format_episode
 
-    try:
-        print(format_episode(find_episode(args.folder, args.episode)))
-    except RunFolderError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    print(format_episode(find_episode(args.folder, args.episode)))
     return 0
 
 
@@ -171,14 +173,10 @@ def _report(args: argparse.Namespace) -> int:
     from rewardlab.envs.records import RunFolderError
     from rewardlab.envs.report import format_report, report_folder, report_json
 
-    try:
-        table, bad_lines, policies = report_folder(args.folder)
-    except RunFolderError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    table, bad_lines, policies = report_folder(args.folder)
     if not table:
-        print(f"error: {args.folder} holds no finished episodes yet", file=sys.stderr)
-        return 2
+        raise RunFolderError(f"{args.folder} holds no finished episodes yet; run `rewardlab envs run --out "
+                             f"{args.folder} …` first")
     if args.json:
         print(json.dumps(report_json(table), indent=2))
         if bad_lines:

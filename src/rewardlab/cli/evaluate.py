@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from rewardlab.errors import ConfigError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `eval` command."""
@@ -48,33 +50,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from rewardlab.data.loaders import DataError
     from rewardlab.evaluate.report import to_json, to_markdown
     from rewardlab.evaluate.workflow import run_evaluation
-    from rewardlab.models.registry import ModelLoadError
 
     if args.implicit_dpo != (args.ref is not None):
-        print("error: --implicit-dpo and --ref go together", file=sys.stderr)
-        return 2
+        raise ConfigError("--implicit-dpo and --ref go together: the implicit DPO reward needs the reference model")
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        print("error: --batch-size and --limit must be positive", file=sys.stderr)
-        return 2
-    try:
-        result = run_evaluation(
-            args.models,
-            suite=args.suite,
-            data=args.data or (),
-            data_root=args.data_root,
-            out_dir=args.out,
-            batch_size=args.batch_size,
-            reference=args.ref,
-            device=args.device,
-            limit=args.limit,
-            progress=args.progress,
-        )
-    except (DataError, ValueError, OSError, ModelLoadError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise ConfigError("--batch-size and --limit must be positive")
+    result = run_evaluation(
+        args.models,
+        suite=args.suite,
+        data=args.data or (),
+        data_root=args.data_root,
+        out_dir=args.out,
+        batch_size=args.batch_size,
+        reference=args.ref,
+        device=args.device,
+        limit=args.limit,
+        progress=args.progress,
+    )
     if args.json:
         print(json.dumps(to_json(result), indent=2, ensure_ascii=False))
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _layers(text: str) -> int | None:
@@ -92,24 +91,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_grm(args: argparse.Namespace) -> int:
-    from rewardlab.data.loaders import DataError
-    from rewardlab.models.registry import ModelLoadError
     from rewardlab.repro.config import ReproConfig
     from rewardlab.repro.workflow import run_repro_grm
 
     layers = getattr(args, "trainable_top_layers", None if args.lora else ReproConfig.trainable_top_layers)
-    try:
-        config = ReproConfig(
-            out=args.out, model=args.model, train_data=args.train_data, train_pairs=args.train_pairs,
-            heldout_pairs=args.heldout_pairs, data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size,
-            lr=args.lr, alpha=args.alpha, beta=args.beta, label_smoothing=args.label_smoothing, lora=args.lora,
-            trainable_top_layers=layers, max_length=args.max_length, eval_max_length=args.eval_max_length, bf16=args.bf16,
-            seeds=tuple(args.seeds), methods=tuple(args.methods), suites=tuple(args.suites) if args.suites else None,
-            eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size, data_root=args.data_root, device=args.device,
-            threads=args.threads,
-        )
-        run_repro_grm(config, progress=args.progress)
-    except (DataError, ValueError, OSError, ModelLoadError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config = ReproConfig(
+        out=args.out, model=args.model, train_data=args.train_data, train_pairs=args.train_pairs,
+        heldout_pairs=args.heldout_pairs, data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, alpha=args.alpha, beta=args.beta, label_smoothing=args.label_smoothing, lora=args.lora,
+        trainable_top_layers=layers, max_length=args.max_length, eval_max_length=args.eval_max_length, bf16=args.bf16,
+        seeds=tuple(args.seeds), methods=tuple(args.methods), suites=tuple(args.suites) if args.suites else None,
+        eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size, data_root=args.data_root, device=args.device,
+        threads=args.threads,
+    )
+    run_repro_grm(config, progress=args.progress)
     return 0

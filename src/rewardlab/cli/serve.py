@@ -51,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tokens per text (default: the model's max_length)",
     )
     p.add_argument(
-        "--overlength", choices=OVERLENGTH_POLICIES, default="truncate",
-        help="longer texts: keep their last --max-tokens tokens and say so (truncate, default) or answer 400 (reject)",
+        "--overlength", choices=OVERLENGTH_POLICIES, default=None,
+        help="longer texts: keep their last --max-tokens tokens and say so (truncate) or answer 400 (reject); "
+             "default: as the model was trained (truncation drop: reject, prompt-left: truncate)",
     )
     p.add_argument(
         "--token-env", dest="token_env", metavar="VAR", default=None,

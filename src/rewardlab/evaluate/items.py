@@ -33,7 +33,9 @@ class EvalItem:
 
     ``dataset`` and ``subset`` place the item in the report. ``also_correct`` holds further
     correct answers (RewardBench 2 Ties only). ``candidate_prompts``, when set, gives each
-    candidate its own conversation history, in the order of `candidates()`.
+    candidate its own conversation history, in the order of `candidates()`. ``format`` is the
+    evaluation format it was loaded from (e.g. ``rewardbench``): benchmark scoring rules key on it,
+    never on the dataset's name, which is only a label.
     """
 
     prompt: tuple[Message, ...]
@@ -44,6 +46,7 @@ class EvalItem:
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     also_correct: tuple[str, ...] = ()
     candidate_prompts: tuple[tuple[Message, ...], ...] | None = None
+    format: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt", tuple(self.prompt))
@@ -85,7 +88,9 @@ def judge(item: EvalItem, scores: Sequence[float]) -> Outcome:
     return Outcome.WRONG
 
 
-def item_from_pair(pair: PreferencePair, dataset: str, subset: str | None = None) -> EvalItem:
+def item_from_pair(
+    pair: PreferencePair, dataset: str, subset: str | None = None, *, format: str = ""
+) -> EvalItem:
     """Convert a preference pair; the subset comes from the argument, ``meta['subset']`` or the dataset."""
     meta = dict(pair.meta)
     rejected_prompt = meta.pop(REJECTED_PROMPT_KEY, None)
@@ -102,4 +107,5 @@ def item_from_pair(pair: PreferencePair, dataset: str, subset: str | None = None
         subset=subset or str(meta.get("subset") or dataset),
         meta=meta,
         candidate_prompts=candidate_prompts,
+        format=format,
     )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from rewardlab.evaluate import rewardbench
-from rewardlab.evaluate.formats.rewardbench import REWARDBENCH2_DATASET, REWARDBENCH_DATASET, TIES_SUBSET
+from rewardlab.evaluate.formats.rewardbench import REWARDBENCH2_FORMAT, REWARDBENCH_FORMAT, TIES_SUBSET
 from rewardlab.evaluate.items import EvalItem, Outcome
 from rewardlab.evaluate.stats import (
     WEIGHTED_METHOD,
@@ -60,12 +60,18 @@ def _ordered_groups(keys: Sequence[str]) -> list[str]:
 def _dataset_rows(
     dataset: str, items: Sequence[EvalItem], outcomes: Sequence[Outcome], scores: Sequence[Sequence[float]]
 ) -> tuple[list[Row], Row]:
-    """Rows of one dataset and the row that stands for the whole dataset."""
+    """Rows of one dataset and the row that stands for the whole dataset.
+
+    Benchmark rules (RewardBench sections and score, RewardBench 2 score) follow the items' format,
+    whatever the dataset is called.
+    """
     rows: list[Row] = []
+    formats = {item.format for item in items}
+    rule = formats.pop() if len(formats) == 1 else ""
     subsets = _ordered_groups([item.subset for item in items])
     by_subset = {s: [o for item, o in zip(items, outcomes) if item.subset == s] for s in subsets}
     pooled = _count_row(dataset, "all", DATASET, list(outcomes))
-    if len(subsets) > 1 or dataset in (REWARDBENCH_DATASET, REWARDBENCH2_DATASET):
+    if len(subsets) > 1 or rule in (REWARDBENCH_FORMAT, REWARDBENCH2_FORMAT):
         rows.extend(_count_row(dataset, s, SUBSET, by_subset[s]) for s in subsets)
 
     group_keys = _ordered_groups([key for item in items for key in item.meta.get("groups", {})])
@@ -77,7 +83,7 @@ def _dataset_rows(
             selected = [o for item, o in zip(items, outcomes) if item.meta.get("groups", {}).get(key) == value]
             rows.append(_count_row(dataset, f"{key}={value}", GROUP, selected))
 
-    if dataset == REWARDBENCH_DATASET:
+    if rule == REWARDBENCH_FORMAT:
         accuracies = {s: (sum(o is Outcome.CORRECT for o in by_subset[s]) / len(by_subset[s]), len(by_subset[s])) for s in subsets}
         for section, (score, low, high) in rewardbench.section_scores(accuracies).items():
             members = [o for s in rewardbench.SECTIONS[section] for o in by_subset.get(s, [])]
@@ -89,7 +95,7 @@ def _dataset_rows(
             return rows, Row(dataset, label, DATASET, pooled.n, None, pooled.ties, score, low, high, WEIGHTED_METHOD)
         return rows, pooled
 
-    if dataset == REWARDBENCH2_DATASET:
+    if rule == REWARDBENCH2_FORMAT:
         subset_scores = []
         for index, row in enumerate(list(rows)):
             if row.level == SUBSET and row.label.lower() == TIES_SUBSET.lower():

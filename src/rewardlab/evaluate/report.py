@@ -99,16 +99,26 @@ def to_markdown(result: EvalResult) -> str:
         "",
         "## Models and scoring speed",
         "",
-        "| model | kind | device | dtype | items scored | unscored (too long) | conversations | seconds | pairs/s |",
-        "|---|---|---|---|---:|---|---:|---:|---:|",
+        "| model | kind | device | dtype | length limit | items scored | dropped (too long) | prompt cut to fit "
+        "| conversations | seconds | pairs/s |",
+        "|---|---|---|---|---|---:|---|---|---:|---:|---:|",
     ]
     for model in result.models:
         unscored = ", ".join(f"{name}: {count}" for name, count in model.unscored.items()) or "0"
+        cut = ", ".join(f"{name}: {count}" for name, count in model.cut.items()) or "0"
+        limit = f"{model.info.get('max_length', '')} ({model.info.get('truncation', 'prompt-left')})"
         lines.append(
             f"| {model.name} | {model.info.get('kind', '')} | {model.info.get('device', '')} | {model.info.get('dtype', '')} "
-            f"| {model.items_scored} | {unscored} | {model.conversations} | {model.seconds:.1f} | {model.pairs_per_second:.1f} |"
+            f"| {limit} | {model.items_scored} | {unscored} | {cut} | {model.conversations} | {model.seconds:.1f} "
+            f"| {model.pairs_per_second:.1f} |"
         )
-    lines += ["", "pairs/s counts evaluation items (a best-of-N group counts once) per second of model time.", ""]
+    lines += [
+        "",
+        "pairs/s counts evaluation items (a best-of-N group counts once) per second of model time. Over-length "
+        "items follow each model's saved truncation setting: `drop` leaves them out (dropped), `prompt-left` cuts "
+        "the oldest prompt tokens (prompt cut); an item whose response alone is too long is dropped either way.",
+        "",
+    ]
     env = environment()
     lines.append("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()))
     return "\n".join(lines) + "\n"
@@ -139,6 +149,8 @@ def to_json(result: EvalResult) -> dict[str, Any]:
                 "conversations": m.conversations,
                 "pairs_per_second": None if math.isnan(m.pairs_per_second) else m.pairs_per_second,
                 "unscored": dict(m.unscored),
+                "dropped": dict(m.unscored),
+                "cut": dict(m.cut),
                 "rows": [_json_row(r) for r in m.rows],
             }
             for m in result.models

@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from rewardlab.errors import ConfigError
 from rewardlab.evaluate.formats import EvalDataset
 from rewardlab.evaluate.items import EvalItem, Outcome, judge
 from rewardlab.evaluate.metrics import Row, summarize
@@ -25,7 +26,7 @@ from rewardlab.evaluate.scorers import Scorer, load_scorer
 from rewardlab.files import write_text_atomic
 
 CHUNK_CONVERSATIONS = 256
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: also stores which conversations had their prompt cut
 
 
 @dataclass
@@ -39,7 +40,8 @@ class ModelResult:
     outcomes: list[Outcome | None]
     seconds: float
     conversations: int
-    unscored: dict[str, int] = field(default_factory=dict)
+    unscored: dict[str, int] = field(default_factory=dict)  # items dropped: a candidate did not fit
+    cut: dict[str, int] = field(default_factory=dict)  # scored items with a prompt cut from the left to fit
 
     @property
     def items_scored(self) -> int:
@@ -79,12 +81,14 @@ def _fingerprint(scorer_info: dict[str, Any], conversations: Sequence[tuple[Any,
 
 
 class ScoreCache:
-    """Per (model, dataset) scores on disk: a number, ``"nan"`` (unscorable) or null (not yet scored)."""
+    """Per (model, dataset) scores on disk: a number, ``"nan"`` (dropped) or null (not yet scored),
+    and the indices of conversations whose prompt was cut."""
 
     def __init__(self, path: Path, fingerprint: str, size: int) -> None:
         self.path = path
         self.fingerprint = fingerprint
         self.scores: list[float | None] = [None] * size
+        self.cut: list[bool] = [False] * size
         self.seconds = 0.0
         self.scored = 0
         if path.is_file():
@@ -99,6 +103,9 @@ class ScoreCache:
                 and len(stored.get("scores", [])) == size
             ):
                 self.scores = [math.nan if v == "nan" else v for v in stored["scores"]]
+                for index in stored.get("cut", []):
+                    if isinstance(index, int) and 0 <= index < size:
+                        self.cut[index] = True
                 self.seconds = float(stored.get("seconds", 0.0))
                 self.scored = int(stored.get("scored", 0))
 
@@ -109,6 +116,7 @@ class ScoreCache:
             "seconds": self.seconds,
             "scored": self.scored,
             "scores": ["nan" if v is not None and math.isnan(v) else v for v in self.scores],
+            "cut": [i for i, was_cut in enumerate(self.cut) if was_cut],
         }
         write_text_atomic(self.path, json.dumps(payload))
 
@@ -124,8 +132,9 @@ def score_dataset(
     cache_dir: Path | None = None,
     chunk_size: int = CHUNK_CONVERSATIONS,
     progress: bool = True,
-) -> tuple[list[list[float]], float, int]:
-    """Scores of every candidate of every item → (per-item scores, model seconds, conversations scored).
+) -> tuple[list[list[float]], float, int, list[bool]]:
+    """Scores of every candidate of every item → (per-item scores, model seconds, conversations scored,
+    per item whether a candidate's prompt was cut to fit).
 
     Conversations are sorted by length before chunking, so each chunk holds similar lengths and
     the scorer's own length-sorted batches waste little padding.
@@ -141,6 +150,7 @@ def score_dataset(
         cache_file = cache_dir / _safe_name(scorer.name) / f"{_safe_name(dataset.name)}.json"
         cache = ScoreCache(cache_file, _fingerprint(scorer.describe(), conversations), len(conversations))
     scores: list[float | None] = cache.scores if cache else [None] * len(conversations)
+    cut: list[bool] = cache.cut if cache else [False] * len(conversations)
     seconds = cache.seconds if cache else 0.0
     scored = cache.scored if cache else 0
 
@@ -152,11 +162,13 @@ def score_dataset(
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start : start + chunk_size]
             began = time.perf_counter()
-            values = scorer.score([conversations[i][0] for i in chunk], [conversations[i][1] for i in chunk])
+            values, cuts = scorer.score_with_cuts([conversations[i][0] for i in chunk],
+                                                  [conversations[i][1] for i in chunk])
             seconds += time.perf_counter() - began
             scored += len(chunk)
-            for i, value in zip(chunk, values):
+            for i, value, was_cut in zip(chunk, values, cuts):
                 scores[i] = float(value)
+                cut[i] = bool(was_cut)
             if cache:
                 cache.seconds, cache.scored = seconds, scored
                 cache.save()
@@ -165,9 +177,11 @@ def score_dataset(
         bar.close()
 
     per_item: list[list[float]] = [[] for _ in dataset.items]
-    for owner, value in zip(owners, scores):
+    item_cut = [False] * len(dataset.items)
+    for owner, value, was_cut in zip(owners, scores, cut):
         per_item[owner].append(float(value))
-    return per_item, seconds, scored
+        item_cut[owner] = item_cut[owner] or was_cut
+    return per_item, seconds, scored, item_cut
 
 
 def evaluate_scorer(
@@ -182,19 +196,22 @@ def evaluate_scorer(
     item_scores: list[list[float] | None] = []
     outcomes: list[Outcome | None] = []
     unscored: dict[str, int] = {}
+    cut: dict[str, int] = {}
     seconds = 0.0
     conversations = 0
     for dataset in datasets:
-        per_item, used, scored = score_dataset(scorer, dataset, cache_dir=cache_dir, progress=progress)
+        per_item, used, scored, item_cut = score_dataset(scorer, dataset, cache_dir=cache_dir, progress=progress)
         seconds += used
         conversations += scored
-        for item, values in zip(dataset.items, per_item):
+        for item, values, was_cut in zip(dataset.items, per_item, item_cut):
             items.append(item)
             if any(math.isnan(v) for v in values):
                 unscored[dataset.name] = unscored.get(dataset.name, 0) + 1
                 item_scores.append(None)
                 outcomes.append(None)
             else:
+                if was_cut:
+                    cut[dataset.name] = cut.get(dataset.name, 0) + 1
                 item_scores.append(values)
                 outcomes.append(judge(item, values))
     rows = summarize(items, outcomes, item_scores)
@@ -207,6 +224,7 @@ def evaluate_scorer(
         seconds=seconds,
         conversations=conversations,
         unscored=unscored,
+        cut=cut,
     )
 
 
@@ -244,7 +262,7 @@ def evaluate_models(
     names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"several models are named {', '.join(duplicates)}; label them with NAME=PATH")
+        raise ConfigError(f"several models are named {', '.join(duplicates)}; label them with NAME=PATH")
     results = []
     for spec in models:
         scorer = loader(spec.path, reference=reference, device=device, batch_size=batch_size, name=spec.name)

@@ -8,8 +8,10 @@
   Σ log π(y|x) − Σ log π_ref(y|x) over the response tokens, as RewardBench computes it.
 
 All of them sort conversations by token length and pad each batch only to its longest member.
-A conversation that cannot fit (its response alone exceeds the length limit) scores NaN, and the
-evaluation counts its item as unscored instead of failing.
+Over-length conversations follow a truncation policy: a rewardlab model's saved ``truncation``
+setting (``drop`` or ``prompt-left``), ``prompt-left`` for the others. A conversation that cannot
+fit under it scores NaN, and the evaluation counts its item as dropped instead of failing;
+`Scorer.score_with_cuts` also says which prompts were cut, so reports can count those items.
 """
 
 from __future__ import annotations
@@ -23,19 +25,26 @@ from typing import Any, Protocol
 import torch
 
 from rewardlab.data.pair import Message
-from rewardlab.data.render import Rendered, render_batch
+from rewardlab.data.render import Rendered
+from rewardlab.errors import ConfigError
 from rewardlab.models.frozen_cache import FrozenLayerCache
-from rewardlab.scoring import DEFAULT_MAX_LENGTH, DEFAULT_SCORING_TRUNCATION
+from rewardlab.scoring import DEFAULT_MAX_LENGTH, DEFAULT_SCORING_TRUNCATION, fit_conversations
 
 REWARD_MODEL_MARKER = "rewardlab_config.json"
 
 
 class Scorer(Protocol):
-    """Scores (prompt messages, assistant response) conversations; NaN marks an unscorable one."""
+    """Scores (prompt messages, assistant response) conversations; NaN marks one dropped as too long."""
 
     name: str
 
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> list[float]: ...
+
+    def score_with_cuts(
+        self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
+    ) -> tuple[list[float], list[bool]]:
+        """Rewards (NaN: dropped) and whether each conversation's prompt was cut from the left to fit."""
+        ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -96,15 +105,12 @@ class RewardModelScorer:
                                                    frozen_cache=frozen_cache)
 
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> list[float]:
-        rendered = render_batch(
-            self.scorer.tokenizer, prompts, responses, max_length=self.scorer.max_length, truncation=self.scorer.truncation
-        )
-        usable, rewards = _rendered_or_nan(rendered)
-        if usable:
-            values = self.scorer.score_token_ids([rendered[i].input_ids for i in usable])
-            for index, value in zip(usable, values):
-                rewards[index] = value
-        return rewards
+        return self.score_with_cuts(prompts, responses)[0]
+
+    def score_with_cuts(
+        self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
+    ) -> tuple[list[float], list[bool]]:
+        return self.scorer.score_candidates(prompts, responses)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -113,6 +119,7 @@ class RewardModelScorer:
             "device": str(self.scorer.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "max_length": self.scorer.max_length,
+            "truncation": self.scorer.truncation,
         }
 
 
@@ -135,7 +142,7 @@ class SeqClsScorer:
     ) -> None:
         from transformers import AutoModelForSequenceClassification
 
-        from rewardlab.models.registry import load_tokenizer, resolve_model_path
+        from rewardlab.models.registry import ModelLoadError, load_tokenizer, resolve_model_path
 
         self.name = name or Path(path).name
         self.path = str(path)
@@ -144,9 +151,14 @@ class SeqClsScorer:
         self.batch_size = batch_size
         self.max_length = max_length
         self.tokenizer = load_tokenizer(str(path))
-        self.model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(str(path)), dtype=self.dtype)
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(str(path)),
+                                                                            dtype=self.dtype)
+        except (OSError, ValueError, RuntimeError) as error:  # missing/corrupt weights, mismatched shapes
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ModelLoadError(f"{path}: could not load it as a sequence-classification model: {first}") from error
         if self.model.config.num_labels != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: a reward model needs exactly one output (num_labels=1); this classifier has "
                 f"{self.model.config.num_labels}"
             )
@@ -155,10 +167,15 @@ class SeqClsScorer:
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.to(self.device).eval()
 
-    @torch.inference_mode()
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> list[float]:
-        rendered = render_batch(
-            self.tokenizer, prompts, responses, max_length=self.max_length, truncation=DEFAULT_SCORING_TRUNCATION
+        return self.score_with_cuts(prompts, responses)[0]
+
+    @torch.inference_mode()
+    def score_with_cuts(
+        self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
+    ) -> tuple[list[float], list[bool]]:
+        rendered, cut = fit_conversations(
+            self.tokenizer, prompts, responses, max_length=self.max_length, policy=DEFAULT_SCORING_TRUNCATION
         )
         usable, rewards = _rendered_or_nan(rendered)
         sequences = [rendered[i].input_ids for i in usable]
@@ -167,7 +184,7 @@ class SeqClsScorer:
             logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)).logits
             for position, value in zip(batch, logits[:, 0].float().cpu().tolist()):
                 rewards[usable[position]] = float(value)
-        return rewards
+        return rewards, cut
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -176,6 +193,7 @@ class SeqClsScorer:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "max_length": self.max_length,
+            "truncation": DEFAULT_SCORING_TRUNCATION,
         }
 
 
@@ -204,7 +222,7 @@ class ImplicitDPOScorer:
         self.policy, self.tokenizer = load_backbone(policy, dtype=self.dtype)
         self.reference, reference_tokenizer = load_backbone(reference, dtype=self.dtype)
         if reference_tokenizer.get_vocab() != self.tokenizer.get_vocab():
-            raise ValueError(
+            raise ConfigError(
                 f"--ref {reference} uses a different tokenizer than {policy}; the implicit reward needs "
                 "both models to score the same tokens"
             )
@@ -217,10 +235,15 @@ class ImplicitDPOScorer:
         hidden = final_hidden_states(model, input_ids, attention_mask)
         return sequence_logprobs(model, hidden, input_ids, response_mask)
 
-    @torch.inference_mode()
     def score(self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]) -> list[float]:
-        rendered = render_batch(
-            self.tokenizer, prompts, responses, max_length=self.max_length, truncation=DEFAULT_SCORING_TRUNCATION
+        return self.score_with_cuts(prompts, responses)[0]
+
+    @torch.inference_mode()
+    def score_with_cuts(
+        self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
+    ) -> tuple[list[float], list[bool]]:
+        rendered, cut = fit_conversations(
+            self.tokenizer, prompts, responses, max_length=self.max_length, policy=DEFAULT_SCORING_TRUNCATION
         )
         usable, rewards = _rendered_or_nan(rendered)
         # Position 0 cannot be predicted, so a response must start at token 1 or later.
@@ -238,7 +261,7 @@ class ImplicitDPOScorer:
             reference = self._logprobs(self.reference, input_ids, attention_mask, response_mask)
             for b, value in zip(batch, (policy - reference).float().cpu().tolist()):
                 rewards[usable[b]] = float(value)
-        return rewards
+        return rewards, cut
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -248,6 +271,7 @@ class ImplicitDPOScorer:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "max_length": self.max_length,
+            "truncation": DEFAULT_SCORING_TRUNCATION,
         }
 
 
@@ -284,7 +308,7 @@ def load_scorer(
         return RewardModelScorer(spec, name=name, device=device, batch_size=batch_size)
     if is_seq_cls_checkpoint(spec):
         return SeqClsScorer(spec, name=name, device=device, batch_size=batch_size)
-    raise ValueError(
+    raise ConfigError(
         f"{spec}: not a rewardlab reward model (no {REWARD_MODEL_MARKER}) and not a sequence-classification "
         "checkpoint; for a DPO-trained causal LM pass --implicit-dpo --ref REFERENCE_MODEL"
     )

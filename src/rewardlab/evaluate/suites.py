@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rewardlab.data.loaders import DataError
+from rewardlab.errors import ConfigError
 from rewardlab.evaluate.formats import DataSpec, EvalDataset, load_eval_dataset
 
 DATA_ROOT_ENV = "REWARDLAB_DATA_ROOT"
@@ -65,7 +66,7 @@ def default_data_root() -> Path:
 
 def suite_sources(name: str) -> tuple[SuiteSource, ...]:
     if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; built-in suites: {', '.join(SUITES)}")
+        raise ConfigError(f"unknown suite {name!r}; built-in suites: {', '.join(SUITES)}")
     return SUITES[name]
 
 
@@ -96,5 +97,5 @@ def load_data_specs(specs: Sequence[str], *, limit: int | None = None) -> list[E
     names = [d.name for d in datasets]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"several --data sources are named {', '.join(duplicates)}; name them with NAME=PATH")
+        raise ConfigError(f"several --data sources are named {', '.join(duplicates)}; name them with NAME=PATH")
     return datasets

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from rewardlab.errors import ConfigError
 from rewardlab.evaluate.report import write_report
 from rewardlab.evaluate.runner import EvalResult, evaluate_models, parse_model_spec
 from rewardlab.evaluate.suites import load_data_specs, load_suite
@@ -28,9 +29,9 @@ def run_evaluation(
     """Load a suite or ``--data`` sources, score them with every model and (with ``out_dir``)
     write the report files. Scores are cached under ``out_dir/scores`` so a rerun resumes."""
     if (suite is None) == (not data):
-        raise ValueError("give exactly one of a suite or data sources")
+        raise ConfigError("give exactly one of a suite or data sources")
     if not models:
-        raise ValueError("give at least one model")
+        raise ConfigError("give at least one model")
     datasets = load_suite(suite, data_root=data_root, limit=limit) if suite else load_data_specs(data, limit=limit)
     cache_dir = Path(out_dir) / SCORE_CACHE_FOLDER if out_dir is not None else None
     result = evaluate_models(

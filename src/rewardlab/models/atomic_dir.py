@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Collection
 from pathlib import Path
 
+from rewardlab.errors import UserFileError
+from rewardlab.files import create_temp_dir, honour_umask
+
 
 def _is_model_artifact(name: str, artifact_names: Collection[str], artifact_prefixes: Collection[str]) -> bool:
     return name in artifact_names or any(name.startswith(prefix) for prefix in artifact_prefixes)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def replace_dir_atomically(
@@ -37,12 +33,12 @@ def replace_dir_atomically(
     """
     target = Path(out_dir).expanduser().resolve()
     if target.exists() and not target.is_dir():
-        raise FileExistsError(f"output path {target} exists and is a file, not a folder")
+        raise UserFileError(f"output path {target} exists and is a file, not a folder; choose another output")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp makes it owner-only
+    staging = create_temp_dir(target.parent, prefix=f".{target.name}.tmp-")  # mode follows the umask
     try:
         write(staging)
+        honour_umask(staging)  # e.g. safetensors writes its files owner-only (0600)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

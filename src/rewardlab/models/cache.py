@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+
+from rewardlab.files import create_temp_dir, honour_umask
 
 CACHE_ENV_VAR = "REWARDLAB_CACHE"
 MARKER_FILE = "rewardlab_cache.json"
@@ -61,11 +62,12 @@ def cached_folder(entry: str, recipe: dict[str, Any], build: Callable[[Path], No
     with FileLock(str(final.parent / f".{entry}.lock")):
         if _is_current(final, recipe):
             return final
-        staging = Path(tempfile.mkdtemp(prefix=f".{entry}.tmp-", dir=final.parent))
+        staging = create_temp_dir(final.parent, prefix=f".{entry}.tmp-")  # readable as the umask allows
         try:
             build(staging)
             (staging / MARKER_FILE).write_text(
                 json.dumps({"entry": entry, "recipe": recipe}, indent=2), encoding="utf-8")
+            honour_umask(staging)  # safetensors writes owner-only files
             if final.exists():
                 retired = final.parent / f".{entry}.old-{uuid.uuid4().hex}"
                 os.rename(final, retired)

@@ -11,11 +11,25 @@ A saved reward model is a Hugging Face style folder:
   the caller's settings (rendering and training options).
 
 Loading is strict: a missing, mismatched or wrong-type head is an error, never a random head.
+
+The same folder is also safe to open the way TRL, OpenRLHF and RewardBench open a reward model,
+``AutoModelForSequenceClassification.from_pretrained(folder)``: the saved weights carry a
+``score.weight`` tensor (in the adapter file for LoRA). For a linear head on an architecture whose
+seq-cls model has the causal LM's layout, it is the head itself and ``config.json`` says
+``num_labels=1``, so the seq-cls model gives rewardlab's rewards (a LoRA folder needs
+``num_labels=1`` passed, since the base model's config is used). Otherwise (an MLP head, or a
+layout seq-cls cannot read) it is an empty ``[0, hidden]`` tensor whose shape mismatch makes
+transformers raise instead of initialising a random head. Loading as a causal LM reports
+``score.weight`` as an unexpected key, which rewardlab's own loading hides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +51,8 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 FORMAT_NAME = "rewardlab-reward-model"
 FORMAT_VERSION = 1
+SEQ_CLS_PREFIX = "score."
+LORA_KEY_PREFIX = "base_model.model."
 
 # Files a save writes; anything else already in the output folder (metrics, checkpoints) is kept.
 MODEL_ARTIFACT_NAMES = frozenset({
@@ -73,6 +89,78 @@ def _lora_settings(model: RewardModel) -> dict[str, Any] | None:
             "targets": sorted(config.target_modules)}
 
 
+def _seq_cls_score_layer(model: RewardModel) -> tuple[torch.nn.Linear | None, str | None]:
+    """The ``score`` layer ``AutoModelForSequenceClassification`` builds for this backbone (on the meta
+    device, no memory), or None and why it could not read the saved causal-LM weights."""
+    config = model.causal_lm.config.__class__.from_dict(model.causal_lm.config.to_dict())
+    config.num_labels = 1
+    try:
+        with torch.device("meta"):
+            seq_model = AutoModelForSequenceClassification.from_config(config)
+            body_keys = set(type(model.causal_lm)(config).state_dict())
+    except (ValueError, KeyError):
+        return None, f"transformers has no sequence-classification class for {type(config).__name__}"
+    score = getattr(seq_model, "score", None)
+    if not isinstance(score, torch.nn.Linear) or tuple(score.weight.shape) != (1, model.head_config.hidden_size):
+        return None, f"{type(seq_model).__name__} has no linear `score` layer of shape (1, hidden)"
+    missing = sorted(key for key in seq_model.state_dict() if not key.startswith(SEQ_CLS_PREFIX) and key not in body_keys)
+    if missing:
+        return None, f"{type(seq_model).__name__} expects weights the causal LM does not have, e.g. {missing[:3]}"
+    return score, None
+
+
+def seq_cls_tensors(model: RewardModel) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The ``score.*`` tensors saved with the backbone, and why seq-cls loading is refused (None: it works).
+
+    A linear head on a compatible layout is saved as the seq-cls ``score`` layer (bias zero where the
+    layer has one); anything else gets an empty ``[0, hidden]`` ``score.weight``, whose shape mismatch
+    makes ``AutoModelForSequenceClassification.from_pretrained`` raise rather than use a random head.
+    """
+    dtype = model.causal_lm.get_input_embeddings().weight.dtype
+    score, reason = None, "the reward head is an MLP, which a seq-cls `score` layer cannot hold"
+    if model.head_config.type == "linear":
+        score, reason = _seq_cls_score_layer(model)
+    if score is None:
+        return {SEQ_CLS_PREFIX + "weight": torch.zeros(0, model.head_config.hidden_size, dtype=dtype)}, reason
+    tensors = {SEQ_CLS_PREFIX + "weight": model.head.layers[0].weight.detach().to("cpu", dtype).contiguous()}
+    if score.bias is not None:
+        tensors[SEQ_CLS_PREFIX + "bias"] = torch.zeros(1, dtype=dtype)
+    return tensors, None
+
+
+def _mark_config_as_reward_model(config_path: Path, pad_token_id: int | None) -> None:
+    """``config.json`` of a full backbone: one output labelled "reward", and the pad id seq-cls pools with."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.update({"id2label": {"0": "reward"}, "label2id": {"reward": 0}, "problem_type": "regression",
+                   "pad_token_id": pad_token_id})
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+class _HideOwnScoreKey(logging.Filter):
+    """Drops transformers' load report when its only complaint is the unexpected ``score.*`` keys we save."""
+
+    _ROW = re.compile(r"^\s*(\S+)\s*\|\s*(UNEXPECTED|MISSING|MISMATCH)\b")
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = self._ANSI.sub("", record.getMessage())
+        if "LOAD REPORT" not in message:
+            return True
+        rows = [match.groups() for line in message.splitlines() if (match := self._ROW.match(line))]
+        return not rows or not all(status == "UNEXPECTED" and key.startswith(SEQ_CLS_PREFIX) for key, status in rows)
+
+
+@contextlib.contextmanager
+def _quiet_about_score_key() -> Iterator[None]:
+    logger = logging.getLogger("transformers.modeling_utils")
+    hide = _HideOwnScoreKey()
+    logger.addFilter(hide)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hide)
+
+
 def save_reward_model(
     model: RewardModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, settings: dict[str, Any]
 ) -> None:
@@ -97,6 +185,8 @@ def save_reward_model(
         "lora": lora,
         "settings": settings_json,
     }
+    score_tensors, refusal = seq_cls_tensors(model)
+    config["seq_cls"] = {"loads": refusal is None, "reason": refusal}
 
     def write(folder: Path) -> None:
         if lora:
@@ -106,8 +196,14 @@ def save_reward_model(
             adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
             adapter_config["base_model_name_or_path"] = base_reference
             adapter_config_path.write_text(json.dumps(adapter_config, indent=2), encoding="utf-8")
+            adapter_path = folder / ADAPTER_WEIGHTS_FILE
+            adapter_state = load_file(str(adapter_path))
+            adapter_state.update({LORA_KEY_PREFIX + name: tensor for name, tensor in score_tensors.items()})
+            save_file(adapter_state, str(adapter_path), metadata={"format": "pt"})
         else:
-            model.causal_lm.save_pretrained(folder)
+            state = {**model.causal_lm.state_dict(), **score_tensors}
+            model.causal_lm.save_pretrained(folder, state_dict=state)
+            _mark_config_as_reward_model(folder / "config.json", tokenizer.pad_token_id)
         tokenizer.save_pretrained(folder)
         head_state = {name: tensor.detach().to("cpu", torch.float32).contiguous()
                       for name, tensor in model.head.state_dict().items()}
@@ -222,7 +318,8 @@ def _load_lora_backbone(
         raise CheckpointError(f"{folder}: the saved tokenizer has {len(tokenizer)} tokens but the base model "
                               f"{base!r} has only {rows} embeddings; the adapter belongs to another base model")
     backbone = PeftModel.from_pretrained(base_model, str(folder), is_trainable=trainable)
-    saved = load_file(str(folder / ADAPTER_WEIGHTS_FILE))
+    saved = {name: tensor for name, tensor in load_file(str(folder / ADAPTER_WEIGHTS_FILE)).items()
+             if not name.startswith(LORA_KEY_PREFIX + SEQ_CLS_PREFIX)}  # the seq-cls score copy, not an adapter
     loaded = get_peft_model_state_dict(backbone, save_embedding_layers=False)
     missing = sorted(set(loaded) - set(saved))
     unexpected = sorted(set(saved) - set(loaded))
@@ -265,7 +362,8 @@ def load_reward_model(
             raise CheckpointError(f"{folder} is missing the backbone weights (model.safetensors). Re-save "
                                   "the model; a full fine-tune stores the whole causal LM in the folder.")
         try:
-            backbone, tokenizer = load_backbone(str(folder), dtype=dtype)
+            with _quiet_about_score_key():
+                backbone, tokenizer = load_backbone(str(folder), dtype=dtype)
         except ModelLoadError as error:
             raise CheckpointError(f"{folder}: the backbone did not load cleanly: {error}") from error
     try:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rewardlab.errors import ConfigError
 from rewardlab.repro.methods import METHODS
 
 if TYPE_CHECKING:
@@ -74,30 +75,30 @@ class ReproConfig:
                     "bootstrap_samples")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {self.threads}")
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.eval_limit is not None and self.eval_limit < 1:
-            raise ValueError(f"--eval-limit must be at least 1, got {self.eval_limit}")
+            raise ConfigError(f"--eval-limit must be at least 1, got {self.eval_limit}")
         if self.eval_max_length < self.max_length:
-            raise ValueError(
+            raise ConfigError(
                 f"--eval-max-length ({self.eval_max_length}) must be at least --max-length ({self.max_length})"
             )
         if self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.lora and self.trainable_top_layers is not None:
-            raise ValueError("choose --lora or --trainable-top-layers, not both")
+            raise ConfigError("choose --lora or --trainable-top-layers, not both")
         if self.trainable_top_layers is not None and self.trainable_top_layers < 0:
-            raise ValueError(f"--trainable-top-layers must be 0 or more, got {self.trainable_top_layers}")
+            raise ConfigError(f"--trainable-top-layers must be 0 or more, got {self.trainable_top_layers}")
         if not self.seeds:
-            raise ValueError("give at least one seed")
+            raise ConfigError("give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"a seed is listed twice in {list(self.seeds)}")
+            raise ConfigError(f"a seed is listed twice in {list(self.seeds)}")
         if not self.methods:
-            raise ValueError("give at least one method")
+            raise ConfigError("give at least one method")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+            raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
         from rewardlab.train.config import TrainConfig
 
         # Validate the loss settings once, through the trainer's own checks.
@@ -156,7 +157,8 @@ class ReproConfig:
         """The trainer settings of one (method, seed) model.
 
         Training pairs were already filtered to ``max_length`` tokens, so the model is saved with
-        ``eval_max_length``: the length it scores at (prompt-left truncation) during evaluation.
+        ``eval_max_length`` and ``prompt-left`` truncation: the length and policy it is scored with
+        during evaluation (scoring honours a model's saved truncation setting).
         """
         from rewardlab.train.config import TrainConfig
 
@@ -179,7 +181,7 @@ class ReproConfig:
             warmup_ratio=0.1,
             bf16=self.bf16,
             max_length=self.eval_max_length,
-            truncation="drop",
+            truncation="prompt-left",
             seed=seed,
             save_steps=max(1, self.steps // 4),
             log_interval=max(1, min(10, self.steps // 8)),

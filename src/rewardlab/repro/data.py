@@ -20,6 +20,7 @@ from typing import Any
 from rewardlab.data.loaders import DataError, LoadReport, load_pairs
 from rewardlab.data.pair import PreferencePair
 from rewardlab.data.render import render_pairs
+from rewardlab.errors import ConfigError
 from rewardlab.files import write_text_atomic
 from rewardlab.evaluate.suites import default_data_root
 from rewardlab.repro.config import HH_RLHF_HARMLESS_FILE, TRAIN_DATA_ALIASES, ReproConfig
@@ -109,10 +110,10 @@ def prepare_split(config: ReproConfig, out_dir: Path, tokenizer: Any, echo=print
     if split_path.is_file():
         summary = json.loads(split_path.read_text(encoding="utf-8"))
         if summary.get("settings") != settings:
-            raise ValueError(f"{split_path} was made with {summary.get('settings')}, not {settings}; use another --out")
+            raise ConfigError(f"{split_path} was made with {summary.get('settings')}, not {settings}; use another --out")
         for name, key in ((TRAIN_FILE, "train_sha256"), (HELDOUT_FILE, "heldout_sha256")):
             if not (folder / name).is_file() or _file_sha256(folder / name) != summary[key]:
-                raise ValueError(f"{folder / name} is missing or was changed since the split was made; use another --out")
+                raise ConfigError(f"{folder / name} is missing or was changed since the split was made; use another --out")
         echo(f"data split: reusing {folder} ({summary['train']} training, {summary['heldout']} held-out pairs)")
         return PreparedSplit(folder / TRAIN_FILE, folder / HELDOUT_FILE, summary)
 
@@ -138,7 +139,7 @@ def prepare_split(config: ReproConfig, out_dir: Path, tokenizer: Any, echo=print
             fitting.append(pair)
     needed = config.train_pairs + config.heldout_pairs
     if len(fitting) < needed:
-        raise ValueError(
+        raise ConfigError(
             f"{spec}: only {len(fitting)} usable pairs of at most {config.max_length} tokens "
             f"({dict(dropped)} dropped), but --train-pairs {config.train_pairs} + --heldout-pairs "
             f"{config.heldout_pairs} = {needed} are needed; lower them or raise --max-length"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardlab.errors import ConfigError
 from rewardlab.evaluate.formats import DataSpec, EvalDataset, load_eval_dataset
 from rewardlab.evaluate.items import Outcome
 from rewardlab.evaluate.runner import evaluate_scorer
@@ -87,7 +88,7 @@ def plan_evaluation(
     for suite in suites:
         for dataset in load_suite(suite, data_root=data_root):
             if dataset.name == ID_DATASET or any(d.name == dataset.name for d in kept):
-                raise ValueError(f"dataset name {dataset.name!r} appears twice across suites {', '.join(suites)}")
+                raise ConfigError(f"dataset name {dataset.name!r} appears twice across suites {', '.join(suites)}")
             if _same_file(dataset.spec, split.summary["source"]):
                 excluded[dataset.name] = "it is the training source, so it is in-distribution (see the held-out column)"
                 continue

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from rewardlab.data.loaders import load_pairs
+from rewardlab.errors import ConfigError
 from rewardlab.files import read_json_store, write_text_atomic
 from rewardlab.models.frozen_cache import FrozenLayerCache, forward_packed_reusing
 from rewardlab.models.packed import pack_groups
@@ -59,7 +60,7 @@ def chosen_response_nll(
     finally:
         model.train(was_training)
     if tokens == 0:
-        raise ValueError("no chosen-response tokens to measure: every held-out pair was dropped at rendering")
+        raise ConfigError("no chosen-response tokens to measure: every held-out pair was dropped at rendering")
     return total / tokens, tokens
 
 

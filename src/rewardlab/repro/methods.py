@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rewardlab.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Method:
@@ -51,7 +53,7 @@ def parse_methods(names: list[str] | tuple[str, ...]) -> list[Method]:
     """Methods in the canonical table order; an unknown or repeated name is an error naming it."""
     unknown = [n for n in names if n not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"a method is listed twice in {', '.join(names)}")
+        raise ConfigError(f"a method is listed twice in {', '.join(names)}")
     return [m for name, m in METHODS.items() if name in names]

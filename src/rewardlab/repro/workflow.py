@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rewardlab.errors import ConfigError
 from rewardlab.machine import describe_machine
 from rewardlab.files import read_json_store, write_text_atomic
 from rewardlab.repro.analysis import Analysis, analyze, model_name
@@ -49,7 +50,7 @@ def _check_identity(out_dir: Path, config: ReproConfig) -> None:
         stored = json.loads(run_file.read_text(encoding="utf-8"))
         diffs = identity_differences(stored.get("identity", {}), current)
         if diffs:
-            raise ValueError(
+            raise ConfigError(
                 f"{out_dir} holds a run with other settings ({'; '.join(diffs)}); rerun with the same settings to "
                 "resume it, or choose another --out"
             )

@@ -18,6 +18,7 @@ and uvicorn then drops the connection).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import math
@@ -33,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rewardlab.scoring import RewardScorer
 from rewardlab.serve.batcher import BatcherClosedError, DynamicBatcher
-from rewardlab.serve.config import ServeConfig, check_batch_tokens
+from rewardlab.serve.config import ServeConfig, check_batch_tokens, overlength_for
 from rewardlab.serve.encoding import EncodedBatch, encode_conversations, encode_texts
 from rewardlab.serve.metrics import CONTENT_TYPE, ServerMetrics
 from rewardlab.serve.protocol import RequestError, parse_json, parse_reward_request, parse_score_request
@@ -169,6 +170,8 @@ def _checked_rewards(rewards: list[float], field: str) -> list[float]:
 
 def create_app(scorer: RewardScorer, config: ServeConfig) -> FastAPI:
     """Build the reward server around a loaded scorer; batching starts with the app's lifespan."""
+    if config.overlength is None:
+        config = dataclasses.replace(config, overlength=overlength_for(scorer.truncation))
     max_tokens = config.max_tokens or scorer.max_length
     check_batch_tokens(config.max_batch_tokens, max_tokens)
     # Without a budget, the most one pass can hold anyway: the budget never binds.

@@ -28,7 +28,7 @@ class ServeConfig:
     scored); one more gets 503 with ``Retry-After``. ``overlength`` decides what happens
     to a text longer than that: ``truncate`` keeps its last ``max_tokens`` tokens (the reward is read
     at the end of the text, so the end must survive) and says so in the response; ``reject`` answers
-    400. ``token`` is the bearer secret itself (never printed); None turns authentication off.
+    400; None follows the model's saved ``truncation`` (``drop`` → reject, ``prompt-left`` → truncate). ``token`` is the bearer secret itself (never printed); None turns authentication off.
     """
 
     host: str = DEFAULT_HOST
@@ -40,7 +40,7 @@ class ServeConfig:
     max_tokens: int | None = None
     max_batch_tokens: int | None = None
     max_queue: int = DEFAULT_MAX_QUEUE
-    overlength: str = "truncate"
+    overlength: str | None = None
     token: str | None = field(default=None, repr=False)
     log_level: str = "warning"
 
@@ -60,7 +60,7 @@ class ServeConfig:
             ),
             (self.max_queue >= 1, f"max_queue must be at least 1, got {self.max_queue}"),
             (
-                self.overlength in OVERLENGTH_POLICIES,
+                self.overlength is None or self.overlength in OVERLENGTH_POLICIES,
                 f"overlength must be one of {', '.join(OVERLENGTH_POLICIES)}, got {self.overlength!r}",
             ),
             (0 <= self.port <= 65535, f"port must be between 0 and 65535, got {self.port}"),
@@ -108,3 +108,12 @@ def token_from_env(variable: str) -> str:
     if not value.strip():
         raise ServeConfigError(f"--token-env {variable}: the environment variable {variable} is empty")
     return value.strip()
+
+
+def overlength_for(truncation: str) -> str:
+    """The server's over-length policy that matches a model's saved ``truncation`` setting.
+
+    A model trained with ``drop`` never saw a cut text, so the server refuses one rather than
+    scoring it; ``prompt-left`` models were trained on cut prompts, so cutting is what they expect.
+    """
+    return "reject" if truncation == "drop" else "truncate"

@@ -23,6 +23,7 @@ from typing import Any
 
 from rewardlab.data.loaders import DataError, LoadReport, load_pairs
 from rewardlab.data.pair import PreferencePair
+from rewardlab.errors import ConfigError
 from rewardlab.evaluate.formats.common import first_record
 from rewardlab.evaluate.formats.hhh import load_hhh_bigbench, load_hhh_hf
 from rewardlab.evaluate.formats.llmbar import load_llmbar
@@ -181,7 +182,7 @@ def load_eval_dataset(
         spec = parse_data_spec(spec)
     format_name = spec.format or detect_eval_format(spec.path)
     if format_name not in FORMATS:
-        raise ValueError(f"unknown evaluation format {format_name!r}; known: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown evaluation format {format_name!r}; known: {', '.join(FORMATS)}")
     fmt = FORMATS[format_name]
     name = _dataset_name(spec, fmt)
     report = LoadReport(source=spec.path, format=format_name)
@@ -189,9 +190,10 @@ def load_eval_dataset(
     items: list[EvalItem] = []
     for entry in loaded:
         if isinstance(entry, EvalItem):
-            item = entry if entry.dataset == name else dataclasses.replace(entry, dataset=name)
+            same = entry.dataset == name and entry.format == format_name
+            item = entry if same else dataclasses.replace(entry, dataset=name, format=format_name)
         else:
-            item = item_from_pair(entry, name, _breakdown_subset(entry, breakdown))
+            item = item_from_pair(entry, name, _breakdown_subset(entry, breakdown), format=format_name)
             if breakdown:
                 item.meta["groups"] = {key: str(entry.meta.get(key)) for key in breakdown}
         items.append(item)

@@ -28,6 +28,8 @@ from rewardlab.evaluate.items import EvalItem
 
 REWARDBENCH_DATASET = "rewardbench"
 REWARDBENCH2_DATASET = "rewardbench-2"
+REWARDBENCH_FORMAT = "rewardbench"  # format names, which select the scoring rules (datasets are just labels)
+REWARDBENCH2_FORMAT = "rewardbench-2"
 TIES_SUBSET = "Ties"
 
 
@@ -88,6 +90,7 @@ def load_rewardbench2(
                 dataset=dataset,
                 subset=subset,
                 meta=meta,
+                format=REWARDBENCH2_FORMAT,
             )
         )
     return items
