@@ -138,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
     policy = make_policy(args.policy, settings)
     summary = run_episodes(envs, policy, args.policy, sandbox, n=args.n, seed=args.seed, out_dir=args.out,
                            workers=args.workers, max_commands=args.max_commands,
-                           max_failures=args.max_failures, progress=args.progress)
+                           max_failures=args.max_failures, progress=args.progress,
+                           episode_settings=_episode_settings(args))
     if summary.repaired_bytes:
         print(f"note: removed an incomplete last line ({summary.repaired_bytes} bytes) left by an interrupted run")
     if summary.unreadable_lines:
@@ -154,6 +155,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"stopped after {summary.failed} failures; details in {summary.out_dir / 'errors.jsonl'}", file=sys.stderr)
     print(f"rates with 95% intervals: rewardlab envs report {summary.out_dir}")
     return 1 if summary.failed else 0
+
+
+def _episode_settings(args: argparse.Namespace) -> dict[str, object]:
+    """Every setting besides the policy, seed and environments that changes what an episode does."""
+    return {
+        "temperature": args.temperature, "max_new_tokens": args.max_new_tokens, "prefill": args.prefill,
+        "grader": args.grader, "env_options": sorted(args.env_options),
+    }
 
 
 def _options_of(name: str) -> set[str]:
