@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rewardlab.errors import UserFileError
 from rewardlab.losses import LossConfig
 from rewardlab.data.loaders import load_pairs
 from rewardlab.train.batches import collate_pairs, tokenize_pairs
@@ -73,14 +74,14 @@ def test_resume_after_kill_gives_the_same_result(tmp_path):
 
     interrupted = tiny_config(tmp_path / "b", max_steps=6, save_steps=2)
 
-    def kill_at_5(step, logs):
+    def kill_at_5(step, logs, model):
         if step == 5:
             raise Killed()
 
     with pytest.raises(Killed):
         train(interrupted, echo=lambda s: None, on_step=kill_at_5)
     assert (tmp_path / "b" / "run" / "checkpoints").exists()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(UserFileError, match="--resume"):
         train(interrupted, echo=lambda s: None)
     resumed = tiny_config(tmp_path / "b", max_steps=6, save_steps=2, resume=True)
     messages = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rewardlab.errors import ConfigError
@@ -40,6 +41,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="ε for --loss label-smoothing")
     p.add_argument("--center-coefficient", dest="center_coefficient", type=float, help="reward centering weight")
     p.add_argument("--head", choices=["linear", "mlp"])
+    p.add_argument("--head-dropout", dest="head_dropout", type=float, help="dropout before the reward head (default 0.1)")
     p.add_argument("--lora", action=argparse.BooleanOptionalAction, default=None, help="LoRA on q,k,v,o (r=32, α=64)")
     p.add_argument("--lora-r", dest="lora_r", type=int)
     p.add_argument("--lora-alpha", dest="lora_alpha", type=int)
@@ -75,7 +77,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 
 _TRAIN_FIELDS = (
     "model", "data", "output", "eval_data", "loss", "reg", "alpha", "beta", "label_smoothing", "center_coefficient",
-    "head", "lora", "lora_r", "lora_alpha", "trainable_top_layers", "epochs", "max_steps", "batch_size", "grad_accum",
+    "head", "head_dropout", "lora", "lora_r", "lora_alpha", "trainable_top_layers", "epochs", "max_steps", "batch_size", "grad_accum",
     "lr", "max_length", "truncation", "train_limit", "eval_limit", "eval_interval", "save_steps", "seed", "bf16", "packing",
     "frozen_cache_gb", "resume", "overwrite",
 )
@@ -89,7 +91,7 @@ def _run_train(args: argparse.Namespace) -> int:
     config = TrainConfig.from_sources(args.config, required=REQUIRED_FOR_CLI, **overrides)
     result = train(config)
     ev = result.metrics.get("eval")
-    if ev:
+    if ev and os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch: the main process only
         print(f"final eval accuracy: {ev['accuracy']:.4f} ({ev['n']} pairs)")
     return 0
 

@@ -59,6 +59,7 @@ class TrainConfig:
     center_coefficient: float = 0.0
     # model
     head: str = "mlp"
+    head_dropout: float | None = None  # dropout before the reward head (None: the head's default, 0.1)
     lora: bool = False
     lora_r: int = 32
     lora_alpha: int = 64

@@ -3,6 +3,10 @@
 Works on both batch kinds: padded (`train/batches.py`, chosen and rejected as rows of one padded
 tensor) and packed (`train/packing.py`, one padding-free row per pair). They give the same
 rewards, losses and gradients (tested); the packed one costs less.
+
+`PairLoss` is the module a training run hands to accelerate: its ``forward`` is a batch's whole
+loss, so whatever accelerate wraps it in (DDP, FSDP, DeepSpeed) sees every use of the trainable
+weights: DDP's gradient all-reduce runs, and ``no_sync`` really skips it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from rewardlab.losses import LossBreakdown, LossConfig, grm_loss
 from rewardlab.models.reward_model import RewardModel, RewardOutput
@@ -79,3 +84,25 @@ def compute_batch_loss(
         ref_chosen_logps=ref_chosen,
         ref_rejected_logps=ref_rejected,
     )
+
+
+class PairLoss(nn.Module):
+    """A reward model whose ``forward(batch)`` returns the batch's `LossBreakdown` (total loss first).
+
+    ``reference`` (DPO) is kept out of the module tree, so it is neither wrapped, synchronised
+    nor saved with the trained weights.
+    """
+
+    def __init__(
+        self,
+        reward_model: RewardModel,
+        loss_config: LossConfig,
+        reference: Callable[[PairBatch | PackedPairBatch], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.reward_model = reward_model
+        self.loss_config = loss_config
+        self._reference = reference
+
+    def forward(self, batch: PairBatch | PackedPairBatch) -> LossBreakdown:
+        return compute_batch_loss(self.reward_model, batch, self.loss_config, self._reference)
