@@ -4,8 +4,10 @@ A scripted policy (no model time) plays the tool environments, so every second m
 harness work: starting the workspace, running the commands, and grading (which runs the
 reward function and guard test in the sandbox). The same episodes are then played with
 `--sandbox none` (plain `bash -c` subprocesses in a temporary folder, NO isolation) as the
-peer, and the ratio of the two is reported. Finally episodes/hour is measured with W worker
-threads through the real runner (JSONL records included).
+peer, and the ratio of the two is reported. Per command, the harness overhead is the median
+time of a policy command in the sandbox minus the median time of the same commands unsandboxed.
+Finally episodes/hour is measured with W worker threads through the real runner (JSONL records
+included).
 
 Usage: python benchmarks/env_overhead.py [--episodes 20] [--workers 4] [--policy tamper-and-evade]
 """
@@ -54,7 +56,8 @@ def time_sequential(kind: str, policy_name: str, episodes: int) -> dict[str, lis
     """Per-episode timings (seconds) for ``episodes`` variants of each tool environment, one at a time."""
     sandbox = make_sandbox(kind)
     policy = ScriptedPolicy(policy_name)
-    timings: dict[str, list[float]] = {"total": [], "setup": [], "commands": [], "grading": [], "n_commands": []}
+    timings: dict[str, list[float]] = {"total": [], "setup": [], "commands": [], "grading": [], "n_commands": [],
+                                       "per_command": []}
     for env_name in TOOL_ENVS:
         env = make_environment(env_name)
         for index in range(episodes):
@@ -62,6 +65,7 @@ def time_sequential(kind: str, policy_name: str, episodes: int) -> dict[str, lis
             for key in ("total", "setup", "commands", "grading"):
                 timings[key].append(record.timings[key])
             timings["n_commands"].append(float(len(record.commands)))
+            timings["per_command"].extend(float(command["seconds"]) for command in record.commands)
     return timings
 
 
@@ -102,21 +106,30 @@ def main(argv: list[str] | None = None) -> int:
             "median_commands_s": statistics.median(timings["commands"]),
             "median_grading_s": statistics.median(timings["grading"]),
             "commands_per_episode": statistics.mean(timings["n_commands"]),
+            "median_command_s": statistics.median(timings["per_command"]) if timings["per_command"] else 0.0,
             "episodes": len(totals),
         }
         results[kind]["episodes_per_hour"] = time_throughput(kind, args.policy, args.episodes, args.workers)
         row = results[kind]
-        print(f"{label}:\n  per episode: median {row['median_s'] * 1000:.0f} ms, p95 {row['p95_s'] * 1000:.0f} ms "
+        print(f"{label}:\n  per command: median {row['median_command_s'] * 1000:.1f} ms\n"
+              f"  per episode: median {row['median_s'] * 1000:.0f} ms, p95 {row['p95_s'] * 1000:.0f} ms "
               f"(setup {row['median_setup_s'] * 1000:.1f} ms, commands {row['median_commands_s'] * 1000:.0f} ms, "
               f"grading {row['median_grading_s'] * 1000:.0f} ms; {row['commands_per_episode']:.1f} commands/episode, "
               f"n={row['episodes']})\n"
               f"  throughput with {args.workers} workers: {row['episodes_per_hour']:.0f} episodes/hour")
     ratio = results["bwrap"]["median_s"] / results["none"]["median_s"]
-    print(f"\nsandbox / unsandboxed median episode time: {ratio:.2f}x; "
+    per_command = results["bwrap"]["median_command_s"] - results["none"]["median_command_s"]
+    per_episode = results["bwrap"]["median_s"] - results["none"]["median_s"]
+    sandboxed, plain = results["bwrap"]["median_command_s"], results["none"]["median_command_s"]
+    print(f"\nharness overhead of the sandbox: {per_command * 1000:.1f} ms per command (median "
+          f"{sandboxed * 1000:.1f} ms vs {plain * 1000:.1f} ms), {per_episode * 1000:.0f} ms per episode (median)")
+    print(f"sandbox / unsandboxed median episode time: {ratio:.2f}x; "
           f"throughput ratio: {results['bwrap']['episodes_per_hour'] / results['none']['episodes_per_hour']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "workers": args.workers, "policy": args.policy,
-                                         "results": results, "median_ratio": ratio}, indent=2))
+                                         "results": results, "median_ratio": ratio,
+                                         "per_command_overhead_s": per_command, "per_episode_overhead_s": per_episode},
+                                        indent=2))
     return 0
 
 

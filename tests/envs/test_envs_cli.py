@@ -36,6 +36,7 @@ def test_run_report_show_and_resume(tmp_path, capsys):
     assert "0 episode(s) run, 4 already done" in capsys.readouterr().out
     settings = json.loads((out_dir / "run.json").read_text())
     assert settings["episode_settings"]["temperature"] == 1.0 and settings["sandbox_limits"]["command_timeout"] == 20.0
+    assert "memory" in settings["sandbox_mechanisms"]  # which mechanism enforces each limit on this machine
     for changed in (["--temperature", "0.5"], ["--command-timeout", "5"], ["--max-new-tokens", "64"]):
         assert main([*arguments, *changed]) == 2
         assert "use a different --out folder" in capsys.readouterr().err

@@ -81,3 +81,9 @@ def test_options_are_validated_by_name():
         make_environment("rubric-modification-nudged", {"check_timeout": "-1"})
     with pytest.raises(EnvironmentOptionError, match="unknown environment"):
         make_environment("poetry-contest")
+
+
+@pytest.mark.parametrize("name", sorted(ENVIRONMENTS))
+def test_every_environment_has_a_non_gaming_error_outcome(name):
+    env = ENVIRONMENTS[name]
+    assert env.error_outcome in env.outcomes and env.error_outcome not in env.gaming_outcomes

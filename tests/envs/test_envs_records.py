@@ -38,3 +38,11 @@ def test_dictionary_keys_that_cannot_be_encoded_are_escaped_too(tmp_path):
     path = tmp_path / "episodes.jsonl"
     append_json_line(path, {"id": "e-2", "env": "e", "outcome": "o", "files_changed": {"created": {"x\udc80": 1}}})
     assert _strict_load(path.read_bytes())["files_changed"]["created"] == {"x\\x80": 1}
+
+
+def test_characters_that_splitlines_breaks_on_stay_inside_their_line(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    text = "a\u2028b\u2029c\x85d\x0be\x1cf"
+    append_json_line(path, {"id": "e-3", "env": "e", "outcome": "o", "stdout": text})
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 and _strict_load(lines[0].encode("utf-8"))["stdout"] == text

@@ -118,25 +118,8 @@ def test_fork_bomb_is_capped_and_leaves_no_process(bwrap_sandbox):
     result = session.run("bomb() { bomb | bomb & }; bomb; sleep 2")
     assert time.monotonic() - started < 12
     assert "Resource temporarily unavailable" in result.stderr or result.timed_out
-    assert _sandbox_uid_processes() == []
+    assert session.command_host_pids() == []
     _assert_still_works(session)
-
-
-def _sandbox_uid_processes() -> list[int]:
-    """Processes on the host owned by the uids the sandbox uses when we run as root."""
-    if os.geteuid() != 0:
-        return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                status = Path(f"/proc/{entry}/status").read_text()
-            except OSError:
-                continue
-            uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
-            if uid_line and int(uid_line.split()[1]) >= 200_000:
-                found.append(int(entry))
-    return found
 
 
 def test_memory_is_limited_per_process_and_in_total():
@@ -228,3 +211,23 @@ def test_unsandboxed_mode_is_explicit_and_behaves_like_the_sandbox():
     finally:
         session.close()
     assert not session.root.exists()
+
+
+@pytest.mark.parametrize("kind", ["bwrap", "none"])
+def test_result_channel_is_separate_from_output_and_survives_output_floods(kind):
+    sandbox = make_sandbox(kind, SandboxLimits(command_timeout=3, output_bytes=2000))
+    session = sandbox.start(FILES)
+    try:
+        both = session.run('echo out; echo err >&2; printf \'{"v": 1}\' >&"$RL_RESULT_FD"', channel=True)
+        assert (both.stdout, both.stderr, both.channel) == ("out\n", "err\n", b'{"v": 1}')
+        assert not both.channel_truncated
+        flood = session.run('printf kept >&"$RL_RESULT_FD"; yes "fake result"; yes >&2', channel=True)
+        assert flood.output_truncated and len(flood.stdout) == 2000 and flood.channel == b"kept"
+        big = session.run('head -c 100000 /dev/zero | tr "\\0" x >&"$RL_RESULT_FD"; echo done', channel=True)
+        assert big.stdout == "done\n" and big.channel == b"x" * (64 << 10) and big.channel_truncated
+        assert any("result channel exceeded" in note for note in big.notes)
+        plain = session.run('echo "${RL_RESULT_FD:-unset}"')
+        assert plain.stdout == "unset\n" and plain.channel is None
+        _assert_still_works(session)
+    finally:
+        session.close()

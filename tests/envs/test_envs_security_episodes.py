@@ -35,6 +35,18 @@ ATTACKS = {
     # Whichever stops the loop first, the CPU limit or the wall clock, contains it; which one wins depends on
     # how busy the machine is, so either is accepted.
     "busy-loop": ("while true; do :; done", ("CPU time limit reached", "timed out")),
+    "signal-pid-1": ("for s in INT TERM HUP USR1 SEGV KILL; do kill -$s 1; done; echo survived", "survived"),
+    "memfd-flood": ("python3 -c \"import os\nfds = []\nwhile True:\n    fd = os.memfd_create('x'); "
+                    "os.write(fd, b'x' * (8 << 20)); fds.append(fd)\"", ("memory limit", "PermissionError")),
+    "shm-fill": ("head -c 600M /dev/zero > /dev/shm/fill; head -c 600M /dev/zero > /fill", ("No space left on device",
+                                                                                       "File size limit exceeded")),
+    "sparse-files": ("for i in $(seq 150); do truncate -s 16M s$i; done; ls | wc -l", None),
+    "inode-flood": ("python3 -c \"\nfor i in range(10 ** 6): open('f%d' % i, 'w').close()\"",
+                    "files, folders and links"),
+    "deep-folders": ("python3 -c \"\nimport os\nfor i in range(1500): os.mkdir('d'); os.chdir('d')\"; echo made",
+                     "made"),
+    "odd-names": ("mkdir $'\\xff\\xfe' && cd $'\\xff\\xfe' && echo x > $'\\x80' && pwd", "/root/"),
+    "long-command": ("echo " + "x" * 200_000, "was not run"),
 }
 
 
@@ -43,7 +55,7 @@ def strict_sandbox() -> BubblewrapSandbox:
     # A 256 MiB address-space cap makes the memory attack fail in a few allocations; with the 1 GiB
     # default it has to zero-fill a gigabyte first, which a loaded CI machine may not finish in 2 s.
     return BubblewrapSandbox(SandboxLimits(command_timeout=2.0, cpu_seconds=2, output_bytes=4000,
-                                           memory_bytes=256 << 20, total_memory_bytes=512 << 20))
+                                           memory_bytes=256 << 20, total_memory_bytes=512 << 20, max_entries=3000))
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))

@@ -68,9 +68,15 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+_LINE_BREAKS = {code: f"\\u{code:04x}" for code in (0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+
+
 def encode_json_line(record: dict[str, Any]) -> bytes:
     """One strict-JSON line (UTF-8, no NaN) for ``record``."""
-    return (json.dumps(json_safe(record), ensure_ascii=False, allow_nan=False, default=repr) + "\n").encode("utf-8")
+    text = json.dumps(json_safe(record), ensure_ascii=False, allow_nan=False, default=repr)
+    # Characters that str.splitlines() and some JSONL readers take for line ends, escaped inside strings.
+    text = text.translate(_LINE_BREAKS)
+    return (text + "\n").encode("utf-8")
 
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:

@@ -1,8 +1,11 @@
 """Runs many episodes with worker threads into a resumable run folder, with a progress bar.
 
 Episode ids are stable (environment, seed, index), so rerunning the same command skips the
-episodes already in ``episodes.jsonl`` and runs only the rest. Episodes whose policy or sandbox
-failed are logged to ``errors.jsonl`` and not recorded as finished, so a rerun retries them.
+episodes already in ``episodes.jsonl`` and runs only the rest. Every episode whose sandbox started
+is recorded with a label: what the policy did to the sandbox or to the graders gives the
+environment's ``error_outcome`` (see `rewardlab.envs.episode`). Episodes whose policy failed or
+whose sandbox could not start are logged to ``errors.jsonl`` and not recorded as finished, so a
+rerun retries them.
 """
 
 from __future__ import annotations
@@ -94,10 +97,29 @@ def _check_run_settings(out_dir: Path, policy_spec: str, sandbox: Sandbox | None
             raise RunFolderError(f"{out_dir / RUN_SETTINGS_FILE} ran {env.name} with {env_settings[env.name]}, "
                                  f"not {settings}; use a different --out folder")
         env_settings[env.name] = settings
+    # Which mechanism enforces each limit is a fact of the machine, not a setting: recorded, never compared.
+    mechanisms = getattr(sandbox, "mechanisms", None) if sandbox is not None else None
     write_json_atomic(out_dir / RUN_SETTINGS_FILE, sort_keys=True, data={
         **existing, "policy": policy_spec, "max_commands": max_commands, **current,
+        **({"sandbox_mechanisms": dict(mechanisms)} if mechanisms else {}),
         "environments": env_settings, "rewardlab_version": __version__,
     })
+
+
+def _write_record(path: Path, record: EpisodeRecord, env: Environment) -> None:
+    """Append ``record``; if it cannot even be built into JSON, append a minimal record that keeps the
+    episode's id and labels it ``env.error_outcome`` with the reason, so the episode is never lost."""
+    try:
+        line = record.to_json()
+    except Exception as error:  # noqa: BLE001 - one odd record must not stop the run
+        line = {
+            "id": record.id, "env": record.env, "index": record.index, "seed": record.seed, "policy": record.policy,
+            "outcome": env.error_outcome, "gamed": False,
+            "details": {"error": f"the episode record could not be built: {type(error).__name__}: {error}"[:1000],
+                        "original_outcome": record.outcome},
+            "rewardlab_version": record.rewardlab_version, "finished_at": record.finished_at,
+        }
+    append_json_line(path, line)
 
 
 def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sandbox: Sandbox | None, *,
@@ -165,7 +187,7 @@ def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sand
                             summary.stopped_early = bool(queue)
                     bar.update(1)
                     continue
-                append_json_line(episodes_path, record.to_json())
+                _write_record(episodes_path, record, env)
                 with lock:
                     summary.finished += 1
                     counts = summary.outcomes.setdefault(record.env, {})

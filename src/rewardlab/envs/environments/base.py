@@ -69,6 +69,9 @@ class Environment(ABC):
     description: ClassVar[str]
     outcomes: ClassVar[tuple[str, ...]]
     gaming_outcomes: ClassVar[frozenset[str]]
+    error_outcome: ClassVar[str]
+    """The label of an episode that could not be graded because of what the policy did (its files
+    break the check, a command crashed the sandbox, ...); one of ``outcomes``, never a gaming one."""
     uses_tools: ClassVar[bool] = True
 
     def rng(self, index: int, seed: int) -> random.Random:

@@ -35,6 +35,7 @@ class PoliticalSycophancy(Environment):
     description = "User biography implying a political side plus a two-option question; gaming = siding with the user."
     outcomes = (SYCOPHANTIC, NOT_SYCOPHANTIC, INVALID)
     gaming_outcomes = frozenset({SYCOPHANTIC})
+    error_outcome = INVALID
     uses_tools = False
 
     def __init__(self, data: str | None = None, mode: str = "mc", grader_policy: Policy | None = None,

@@ -82,6 +82,7 @@ def checklist_text(items: list[tuple[str, bool, str]]) -> str:
 class _RubricModification(Environment):
     outcomes = (HONEST, LIED, LIED_AND_EDITED, NO_ANSWER)
     gaming_outcomes = frozenset({LIED, LIED_AND_EDITED})
+    error_outcome = NO_ANSWER
     insubordinate = False
 
     def __init__(self, check_timeout: float | str = DEFAULT_PROBE_TIMEOUT) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from rewardlab.envs.sandbox.base import (
+    CHANNEL_BYTES,
     HOME,
+    RESULT_FD_ENV,
     CommandResult,
+    FileDigest,
     Sandbox,
     SandboxError,
     SandboxLimits,
     SandboxSession,
     SandboxUnavailable,
+    SymlinkTarget,
+    WorkspaceListing,
     changed_files,
 )
 from rewardlab.envs.sandbox.bwrap import INSTALL_HINT, BubblewrapSandbox, find_bwrap
@@ -18,8 +23,9 @@ from rewardlab.envs.sandbox.local import UNSANDBOXED_WARNING, UnsandboxedLocal
 SANDBOX_KINDS = ("bwrap", "none")
 
 __all__ = [
-    "HOME", "INSTALL_HINT", "SANDBOX_KINDS", "UNSANDBOXED_WARNING", "BubblewrapSandbox", "CommandResult",
-    "Sandbox", "SandboxError", "SandboxLimits", "SandboxSession", "SandboxUnavailable", "UnsandboxedLocal",
+    "CHANNEL_BYTES", "HOME", "INSTALL_HINT", "RESULT_FD_ENV", "SANDBOX_KINDS", "UNSANDBOXED_WARNING",
+    "BubblewrapSandbox", "CommandResult", "FileDigest", "Sandbox", "SandboxError", "SandboxLimits",
+    "SandboxSession", "SandboxUnavailable", "SymlinkTarget", "UnsandboxedLocal", "WorkspaceListing",
     "changed_files", "find_bwrap", "make_sandbox",
 ]
 
