@@ -218,36 +218,10 @@ def batch_counters(url: str) -> tuple[float, float]:
 
 
 async def drive(url: str, texts: list[str], concurrency: int, per_request: int, max_requests: int, duration_s: float):
-    """Run ``concurrency`` clients until ``max_requests`` were sent or ``duration_s`` passed."""
-    latencies: list[float] = []
-    failures = 0
-    sent = 0
-    deadline = time.perf_counter() + duration_s
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-
-        async def worker() -> None:
-            nonlocal sent, failures
-            while sent < max_requests and time.perf_counter() < deadline:
-                start_index = (sent * per_request) % len(texts)
-                sent += 1
-                query = [texts[(start_index + k) % len(texts)] for k in range(per_request)]
-                began = time.perf_counter()
-                try:
-                    response = await client.post("/get_reward", json={"query": query})
-                    ok = response.status_code == 200 and len(response.json()["rewards"]) == per_request
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - began)
-                else:
-                    failures += 1
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    return latencies, failures, elapsed
+    """Run ``concurrency`` clients until ``max_requests`` were sent or ``duration_s`` passed; a 503 is a failure."""
+    ok, rejected, failures, elapsed = await drive_overload(
+        url, texts, concurrency, per_request, max_requests, duration_s, backoff_s=0.0)
+    return ok, failures + len(rejected), elapsed
 
 
 def measure(args: argparse.Namespace, model_dir: Path, texts: list[str], mode: str, max_batch: int) -> list[LevelResult]:
@@ -288,7 +262,8 @@ def measure(args: argparse.Namespace, model_dir: Path, texts: list[str], mode: s
 async def drive_overload(
     url: str, texts: list[str], clients: int, per_request: int, max_requests: int, duration_s: float, backoff_s: float
 ) -> tuple[list[float], list[float], int, float]:
-    """Like `drive`, but 503s are counted (with their latency) and the refused client backs off."""
+    """Run ``clients`` clients until ``max_requests`` were sent or ``duration_s`` passed; 503s are counted
+    (with their latency) and the refused client waits ``backoff_s`` before its next request."""
     ok_latencies: list[float] = []
     rejected_latencies: list[float] = []
     failures = 0

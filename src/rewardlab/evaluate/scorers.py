@@ -88,6 +88,17 @@ def _rendered_or_nan(rendered: Sequence[Rendered | None]) -> tuple[list[int], li
     return usable, [math.nan] * len(rendered)
 
 
+def _fit_for_scoring(
+    tokenizer: Any, prompts: Sequence[Sequence[Message]], responses: Sequence[str], max_length: int
+) -> tuple[list[Rendered | None], list[bool], list[int], list[float]]:
+    """Rendered conversations within ``max_length`` (prompts cut from the left), which were cut, the indices
+    that can be scored, and a reward list holding NaN for the rest (filled in by the caller)."""
+    rendered, cut = fit_conversations(tokenizer, prompts, responses, max_length=max_length,
+                                      policy=DEFAULT_SCORING_TRUNCATION)
+    usable, rewards = _rendered_or_nan(rendered)
+    return rendered, cut, usable, rewards
+
+
 class RewardModelScorer:
     """A saved rewardlab reward model, scored through `rewardlab.scoring.RewardScorer`."""
 
@@ -174,10 +185,7 @@ class SeqClsScorer:
     def score_with_cuts(
         self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
     ) -> tuple[list[float], list[bool]]:
-        rendered, cut = fit_conversations(
-            self.tokenizer, prompts, responses, max_length=self.max_length, policy=DEFAULT_SCORING_TRUNCATION
-        )
-        usable, rewards = _rendered_or_nan(rendered)
+        rendered, cut, usable, rewards = _fit_for_scoring(self.tokenizer, prompts, responses, self.max_length)
         sequences = [rendered[i].input_ids for i in usable]
         for batch in length_sorted_batches([len(s) for s in sequences], self.batch_size):
             input_ids, attention_mask = pad_right([sequences[i] for i in batch], self.tokenizer.pad_token_id)
@@ -242,10 +250,7 @@ class ImplicitDPOScorer:
     def score_with_cuts(
         self, prompts: Sequence[Sequence[Message]], responses: Sequence[str]
     ) -> tuple[list[float], list[bool]]:
-        rendered, cut = fit_conversations(
-            self.tokenizer, prompts, responses, max_length=self.max_length, policy=DEFAULT_SCORING_TRUNCATION
-        )
-        usable, rewards = _rendered_or_nan(rendered)
+        rendered, cut, usable, rewards = _fit_for_scoring(self.tokenizer, prompts, responses, self.max_length)
         # Position 0 cannot be predicted, so a response must start at token 1 or later.
         usable = [i for i in usable if rendered[i].response_start >= 1 and len(rendered[i]) > rendered[i].response_start]
         for batch in length_sorted_batches([len(rendered[i]) for i in usable], self.batch_size):
