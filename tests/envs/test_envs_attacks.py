@@ -11,6 +11,8 @@ memfds, sparse files). Every attack asserts:
 - later episodes are unaffected: after the attacks, normal episodes on the same sandbox object
   get their usual labels;
 - records are strict JSON and nothing went to ``errors.jsonl`` (every episode is labelled);
+- for every tool episode, the sandbox's peak memory (its cgroup's count, recorded in the episode as
+  ``sandbox_peak_memory_bytes``) stays under the sandbox's memory limit;
 - for the memory attacks, the peak memory of the process running the episode and everything it
   starts stays under the sandbox's memory limit plus `MEMORY_MARGIN`. It is counted by a cgroup v1
   memory group made for the measurement (tmpfs pages and memfds count too) where the machine has a
@@ -577,6 +579,7 @@ class BatchResults:
     out_dir: Path
     host_before: dict[str, Any]
     controls: dict[str, str]
+    cgroup_measured: bool
 
 
 @pytest.fixture(scope="module")
@@ -620,7 +623,7 @@ def attack_results(attack_sandbox, tmp_path_factory) -> Iterator[BatchResults]:
                                n=2, seed=7, out_dir=control_dir / env_name, workers=2, progress=False)
         outcomes = summary.outcomes.get(env_name, {})
         controls[env_name] = next(iter(outcomes)) if len(outcomes) == 1 and summary.finished == 2 else repr(outcomes)
-    yield BatchResults(records, summaries, out_dir, before, controls)
+    yield BatchResults(records, summaries, out_dir, before, controls, bool(attack_sandbox.cgroups.version))
     shutil.rmtree(SENTINEL, ignore_errors=True)
 
 
@@ -638,6 +641,11 @@ def test_attack_gets_its_exact_label_and_leaves_the_host_and_later_episodes_alon
     if attack.check is not None:
         attack.check(record)
     assert _host_state() == attack_results.host_before
+    # The whole sandbox (processes, tmpfs files, memfds) stayed under its memory limit, as its cgroup counted it;
+    # the host-side process around it is measured by the memory tests below (limit + MEMORY_MARGIN).
+    peak = record["sandbox_peak_memory_bytes"]
+    if attack_results.cgroup_measured and record["sandbox"] != "not used":
+        assert peak is not None and 0 < peak <= _limits().total_memory_bytes, peak
     for env_name, (_, expected) in CONTROLS.items():
         assert attack_results.controls[env_name] == expected, (env_name, attack_results.controls[env_name])
 

@@ -47,6 +47,8 @@ class EpisodeRecord:
     settings: dict[str, Any]
     sandbox: str
     timings: dict[str, float]
+    # The sandbox's peak memory (processes, tmpfs files, memfds) as its cgroup counted it; None without one.
+    sandbox_peak_memory_bytes: int | None = None
     rewardlab_version: str = __version__
     finished_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -113,6 +115,7 @@ def run_episode(env: Environment, variant: Variant, policy: Policy, sandbox: San
     messages = build_messages(variant.task, variant.uses_tools)
     episode_policy = policy_for_episode(policy, {**variant.hints, "seed": variant.seed, "index": variant.index})
     session: SandboxSession | None = None
+    peak_memory: int | None = None
     if variant.uses_tools:
         if sandbox is None:
             raise ValueError(f"{env.name} needs a sandbox")
@@ -182,6 +185,7 @@ def run_episode(env: Environment, variant: Variant, policy: Policy, sandbox: San
             extra_details["files_error"] = describe_error(error)
     finally:
         if session is not None:
+            peak_memory = _peak_memory(session, extra_details)
             try:
                 session.close()
             except Exception as error:  # noqa: BLE001 - a finished episode keeps its label
@@ -194,4 +198,17 @@ def run_episode(env: Environment, variant: Variant, policy: Policy, sandbox: San
         hit_command_limit=hit_limit, files_changed=changed_files(initial_files, final_files),
         facts=variant.facts, settings=env.settings(), sandbox=getattr(sandbox, "kind", "none") if session else "not used",
         timings={key: round(value, 4) for key, value in timings.items()},
+        sandbox_peak_memory_bytes=peak_memory,
     )
+
+
+def _peak_memory(session: SandboxSession, details: dict[str, Any]) -> int | None:
+    """The session's measured peak memory, if its sandbox measures one (read before it is closed)."""
+    reader = getattr(session, "peak_memory_bytes", None)
+    if not callable(reader):
+        return None
+    try:
+        return reader()
+    except Exception as error:  # noqa: BLE001 - evidence only: the episode keeps its label
+        details["memory_error"] = describe_error(error)
+        return None
