@@ -12,15 +12,23 @@ Contract of ``generate(messages, stop)``:
 Policies that keep per-episode state (scripted and replay policies) also implement
 ``for_episode(hints)``, returning a fresh policy for one episode; ``hints`` is the environment's
 answer key, which only scripted test policies use.
+
+Policies that draw many replies to one prompt (best-of-N studies) also implement
+``sample(messages, k, settings, *, start=0)`` (`SamplingPolicy`): ``k`` independent replies under
+`SamplingSettings`, where reply ``j`` of a call is sample number ``start + j`` of that prompt, so a
+run that stops after some samples can resume with the next index and draw the same ones.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from rewardlab.data.pair import Message
-from rewardlab.errors import RewardlabError
+from rewardlab.errors import ConfigError, RewardlabError
 
 
 class PolicyError(RewardlabError, RuntimeError):
@@ -41,6 +49,57 @@ class EpisodePolicy(Protocol):
 
     def for_episode(self, hints: Mapping[str, Any]) -> Policy:
         """A fresh policy for one episode."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How replies are sampled for best-of-N studies; `key` is part of every sample cache key.
+
+    ``temperature == 0`` is greedy decoding. ``top_p`` keeps the smallest set of most likely tokens
+    whose probability reaches it (1.0 keeps all). ``seed`` fixes the draws: sample ``j`` of a prompt
+    depends only on (seed, prompt, j).
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0:
+            raise ConfigError(f"temperature must be 0 (greedy) or positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+
+    def key(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (floats as floats, so 1 and 1.0 give the same key)."""
+        values = asdict(self)
+        return {"temperature": float(values["temperature"]), "top_p": float(values["top_p"]),
+                "max_new_tokens": int(values["max_new_tokens"]), "seed": int(values["seed"])}
+
+
+@runtime_checkable
+class SamplingPolicy(Protocol):
+    """A policy that draws ``k`` replies to one prompt in one go (see the module docstring)."""
+
+    def sample(self, messages: list[Message], k: int, settings: SamplingSettings, *, start: int = 0) -> list[str]:
+        """Samples ``start`` … ``start + k - 1`` of the prompt, each the complete assistant message."""
+
+
+def sample_seed(settings: SamplingSettings, prompt: str, index: int, *, bits: int = 63) -> int:
+    """The seed of sample ``index`` of ``prompt`` (a stable hash, not Python's salted ``hash``)."""
+    material = json.dumps([settings.seed, prompt, index], ensure_ascii=False).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(material).digest()[:8], "big") >> (64 - bits)
+
+
+def check_sample_request(k: int, start: int) -> None:
+    """Refuse a sample request that asks for no samples or negative indices."""
+    if k < 1:
+        raise ConfigError(f"k (samples per prompt) must be at least 1, got {k}")
+    if start < 0:
+        raise ConfigError(f"start (first sample index) must be 0 or more, got {start}")
 
 
 def policy_for_episode(policy: Policy, hints: Mapping[str, Any]) -> Policy:

@@ -8,10 +8,15 @@ Assistant openings (the episode's ``<cot>``): with ``prefill="continue"`` (defau
 assistant message is sent with vLLM's ``continue_final_message=true, add_generation_prompt=false``
 and the reply is appended to it; ``prefill="none"`` drops the opening for servers that reject
 those fields (the reply is then a fresh message).
+
+`OpenAIPolicy.sample` asks for K replies in one request (``n=K``, as vLLM and OpenAI accept), with
+the settings' temperature, top-p, max tokens and a seed derived from (settings.seed, messages,
+start), so a repeated request to a seeded vLLM server draws the same samples.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -22,7 +27,14 @@ from typing import Any
 import httpx
 
 from rewardlab.data.pair import Message
-from rewardlab.policies.base import PolicyError, continuation_prefix, cut_at_stop
+from rewardlab.policies.base import (
+    PolicyError,
+    SamplingSettings,
+    check_sample_request,
+    continuation_prefix,
+    cut_at_stop,
+    sample_seed,
+)
 
 PREFILL_MODES = ("continue", "none")
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -132,6 +144,31 @@ class OpenAIPolicy:
         prefix = continuation_prefix(messages)
         full = prefix + content if (prefix and self.prefill == "continue") else content
         return cut_at_stop(full, stop)
+
+    def sample_body(self, messages: list[Message], k: int, settings: SamplingSettings, *,
+                    start: int = 0) -> dict[str, Any]:
+        """The JSON body of the one request `sample` sends."""
+        body = self.request_body(messages, [])
+        seed = sample_seed(settings, json.dumps(messages, sort_keys=True, ensure_ascii=False), start, bits=31)
+        body.update(n=k, max_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                    top_p=settings.top_p, seed=seed)
+        return body
+
+    def sample(self, messages: list[Message], k: int, settings: SamplingSettings, *, start: int = 0) -> list[str]:
+        """Samples ``start`` … ``start + k - 1`` of the prompt from one ``n=k`` request, in choice order."""
+        check_sample_request(k, start)
+        payload = self._post(self.sample_body(messages, k, settings, start=start))
+        try:
+            choices = sorted(payload["choices"], key=lambda choice: choice.get("index", 0))
+            contents = [choice["message"].get("content") or "" for choice in choices]
+        except (KeyError, TypeError, AttributeError) as error:
+            raise PolicyError(f"unexpected chat/completions response {str(payload)[:300]}: {error!r}") from error
+        if len(contents) != k:
+            raise PolicyError(f"{self.base_url}/chat/completions returned {len(contents)} choices for n={k}; "
+                              "the server may not support n (vLLM and OpenAI do)")
+        prefix = continuation_prefix(messages)
+        continuing = bool(prefix) and self.prefill == "continue"
+        return [prefix + content if continuing else content for content in contents]
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

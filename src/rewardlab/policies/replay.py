@@ -3,6 +3,9 @@
 The file is a JSON list of strings, one per assistant message. The first message continues the
 episode's `<cot>` opening: write it starting with ``<cot>`` (if it does not, the opening is
 prepended). Text after a stop string (``</bash>``) is dropped, as a model's would be.
+
+For sampling tests, `ReplayPolicy.sample` returns the turns as samples: sample ``j`` of any prompt
+is turn ``j`` modulo the number of turns (continuing any assistant opening).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.data.pair import Message
-from rewardlab.policies.base import PolicyError, continuation_prefix, cut_at_stop
+from rewardlab.policies.base import PolicyError, SamplingSettings, check_sample_request, continuation_prefix, cut_at_stop
 
 
 def load_turns(path: str | Path) -> list[str]:
@@ -54,6 +57,13 @@ class ReplayPolicy:
     def generate(self, messages: list[Message], stop: list[str]) -> str:
         """Without an episode there is no position to keep: return the first turn."""
         return ReplayEpisode(self.turns, self.source).generate(messages, stop)
+
+    def sample(self, messages: list[Message], k: int, settings: SamplingSettings, *, start: int = 0) -> list[str]:
+        """Samples ``start`` … ``start + k - 1``: the turns in a cycle (the settings are ignored)."""
+        check_sample_request(k, start)
+        prefix = continuation_prefix(messages)
+        picked = [self.turns[index % len(self.turns)] for index in range(start, start + k)]
+        return [turn if turn.startswith(prefix) else prefix + turn for turn in picked]
 
 
 class ReplayEpisode:

@@ -1,0 +1,149 @@
+"""The best-of-N over-optimization study, readable top to bottom (`rewardlab bon run`).
+
+1. prompts: seeded prompts of the built-in synthetic task families, split into training and evaluation
+   prompts that never overlap;
+2. samples: K responses per evaluation prompt and ``train_k`` per training prompt from the policy, through
+   the on-disk `SampleStore` (reused by every rerun; the training samples use another seed, so a proxy
+   never ranks responses it was trained on);
+3. gold: every sample scored by the gold (the programmatic synthetic gold, or any reward model);
+4. proxies: gold-labelled pairs of the training prompts' own responses (optionally with a fraction of
+   labels flipped), one proxy per recipe trained through the one trainer (resumable);
+5. curves: each proxy scores the evaluation samples; the unbiased best-of-N estimator gives gold and proxy
+   against KL_BoN with bootstrap intervals, and the report (CSV, PNG, Markdown, JSON) is written.
+
+Every step is resumable: samples, scores and proxies are kept in ``out`` and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardlab.errors import ConfigError
+from rewardlab.files import write_json_atomic
+from rewardlab.machine import describe_machine
+from rewardlab.overopt.estimator import BonCurve, bon_curve, spaced_ns
+from rewardlab.overopt.config import BonConfig
+from rewardlab.overopt.gold import ModelGold, SyntheticGold, score_samples, synthetic_prompts
+from rewardlab.overopt.pairs import PairSet, apply_label_noise, pairs_from_samples
+from rewardlab.overopt.proxies import resolve_recipe, train_proxy
+from rewardlab.overopt.report import write_report
+from rewardlab.overopt.samples import PromptSamples, SampleStore
+from rewardlab.policies.base import SamplingPolicy
+from rewardlab.policies.spec import PolicySettings, make_policy
+
+SETTINGS_FILE = "study.json"
+SCORES_FILE = "scores.json"
+
+
+@dataclass
+class BonResult:
+    """What a study produced: its curves and the report files."""
+
+    curves: dict[str, BonCurve]
+    paths: dict[str, Path]
+    pairs: PairSet
+    wall_time_s: float
+
+
+def _check_folder(out: Path, config: BonConfig) -> None:
+    path = out / SETTINGS_FILE
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8")).get("identity")
+        if previous != json.loads(json.dumps(config.identity())):
+            changed = sorted(k for k in config.identity() if (previous or {}).get(k) != config.identity()[k])
+            raise ConfigError(f"{out} holds a study with other settings ({', '.join(changed) or 'format'}); "
+                              "use another --out folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"identity": config.identity(), "machine": describe_machine()})
+
+
+def _gold_scorer(config: BonConfig) -> Any:
+    return SyntheticGold() if config.gold == "synthetic" else ModelGold(config.gold, progress=config.progress)
+
+
+def _cached_scores(path: Path, key: str, samples: Sequence[PromptSamples],
+                   compute: Callable[[], list[list[float]]]) -> list[list[float]]:
+    """Scores of ``samples`` under ``key``, from ``path`` when they were computed before for the same samples."""
+    cache = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    fingerprint = [[s.prompt.prompt_id, len(s.responses)] for s in samples]
+    entry = cache.get(key)
+    if entry is not None and entry.get("samples") == fingerprint:
+        return entry["scores"]
+    scores = compute()
+    cache[key] = {"samples": fingerprint, "scores": [[float(v) for v in row] for row in scores]}
+    write_json_atomic(path, cache)
+    return scores
+
+
+def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: str | None = None,
+            policy: SamplingPolicy | None = None) -> BonResult:
+    """Run (or resume) the study and write its report into ``config.out``.
+
+    ``policy`` replaces the one ``config.policy`` names (library use: any object with the policies'
+    ``sample`` method); ``config.policy`` still keys the sample cache.
+    """
+    started = time.perf_counter()
+    out = Path(config.out)
+    _check_folder(out, config)
+
+    # 1. prompts: training and evaluation prompts are distinct (prompts are distinct within a study)
+    prompts = synthetic_prompts(config.train_prompts + config.eval_prompts, config.seed, config.families)
+    train_prompts, eval_prompts = prompts[: config.train_prompts], prompts[config.train_prompts:]
+
+    # 2. samples, cached on disk
+    if policy is None:
+        policy = make_policy(config.policy, PolicySettings(base_url=config.base_url, max_new_tokens=config.max_new_tokens,
+                                                           temperature=config.temperature, seed=config.seed))
+    stores = {name: SampleStore(out / "samples" / name, config.policy, config.sampling(training=name == "train"))
+              for name in ("train", "eval")}
+    train_samples = stores["train"].get(policy, train_prompts, config.train_k, progress=config.progress)
+    eval_samples = stores["eval"].get(policy, eval_prompts, config.k, progress=config.progress)
+    echo(f"samples: {config.train_prompts} training prompts x {config.train_k}, {config.eval_prompts} evaluation "
+         f"prompts x {config.k} ({stores['train'].generated + stores['eval'].generated} newly drawn)")
+
+    # 3. gold
+    gold = _gold_scorer(config)
+    scores_path = out / SCORES_FILE
+    train_gold = _cached_scores(scores_path, "gold/train", train_samples, lambda: score_samples(gold, train_samples))
+    eval_gold = _cached_scores(scores_path, "gold/eval", eval_samples, lambda: score_samples(gold, eval_samples))
+
+    # 4. proxies, trained on gold-labelled pairs of the training prompts' responses
+    pairs = pairs_from_samples(train_samples, train_gold, pairs_per_prompt=config.pairs_per_prompt, seed=config.seed)
+    if config.label_noise:
+        pairs = apply_label_noise(pairs, config.label_noise, config.seed)
+    echo(f"proxy training pairs: {len(pairs.pairs)} ({pairs.describe()})")
+    curves: dict[str, BonCurve] = {}
+    ns = config.ns or sorted({1, *spaced_ns(config.k, 16), config.k})
+    for spec in config.proxies:
+        recipe = resolve_recipe(spec)
+        folder = out / "proxies" / recipe.label.replace("?", "_").replace("&", "_").replace("/", "_")
+        trained = train_proxy(recipe, pairs, folder, base=config.proxy_training(), echo=echo)
+        proxy = trained.scorer(progress=config.progress)
+        proxy_scores = _cached_scores(scores_path, f"proxy/{recipe.label}", eval_samples,
+                                      lambda: score_samples(proxy, eval_samples))
+        # 5. the curve of this proxy
+        curves[recipe.label] = bon_curve(np.asarray(proxy_scores, dtype=float), np.asarray(eval_gold, dtype=float),
+                                         ns, bootstrap=config.bootstrap, seed=config.seed,
+                                         prompt_ids=[s.prompt.prompt_id for s in eval_samples])
+    wall = time.perf_counter() - started
+    machine = describe_machine()
+    notes = [
+        f"Command: `{command or 'rewardlab bon run'}`. Policy `{config.policy}`, gold `{config.gold}`, proxies from "
+        f"`{config.proxy_model}`; {config.eval_prompts} evaluation prompts x K={config.k} samples "
+        f"(temperature {config.temperature}, top-p {config.top_p}, {config.max_new_tokens} new tokens, seed "
+        f"{config.seed}); proxies trained on {len(pairs.pairs)} gold-labelled pairs from {config.train_prompts} "
+        f"other prompts x {config.train_k} samples, {config.label_noise:.0%} of labels flipped.",
+        "Versions and hardware: " + ", ".join(f"{k}={v}" for k, v in machine.items())
+        + f". Wall time of this invocation: {wall / 60:.1f} min (cached samples, scores and proxies are reused).",
+    ]
+    baseline = resolve_recipe(config.baseline).label if config.baseline else next(iter(curves))
+    paths = write_report(curves, out, notes=notes, baseline=baseline if len(curves) > 1 else None)
+    echo(f"report: {paths['markdown']}, plot: {paths['plot']}, curves: {paths['csv']}")
+    return BonResult(curves, paths, pairs, wall)
