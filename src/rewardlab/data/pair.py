@@ -29,3 +29,17 @@ class PreferencePair:
         # Accept any sequence of messages but store an immutable tuple.
         if not isinstance(self.prompt, tuple):
             object.__setattr__(self, "prompt", tuple(self.prompt))
+
+    def to_record(self) -> dict[str, Any]:
+        """The pair in TRL's explicit-prompt conversational format (``prompt`` messages, one-message
+        ``chosen``/``rejected``, plus ``margin`` and ``source`` where set), as the loaders read it back."""
+        record: dict[str, Any] = {
+            "prompt": [dict(m) for m in self.prompt],
+            "chosen": [{"role": "assistant", "content": self.chosen}],
+            "rejected": [{"role": "assistant", "content": self.rejected}],
+        }
+        if self.margin is not None:
+            record["margin"] = self.margin
+        if self.source is not None:
+            record["source"] = self.source
+        return record

@@ -150,18 +150,7 @@ def apply_label_noise(pairs: Sequence[PreferencePair] | PairSet, fraction: float
 def pairs_file_text(pairs: Sequence[PreferencePair]) -> str:
     """JSON Lines of ``pairs`` in the explicit conversational format (``prompt`` messages, one-message
     ``chosen``/``rejected``, ``margin`` and ``source`` where set), as `rewardlab.data.loaders` reads it."""
-    lines = []
-    for pair in pairs:
-        record: dict[str, Any] = {
-            "prompt": [dict(m) for m in pair.prompt],
-            "chosen": [{"role": "assistant", "content": pair.chosen}],
-            "rejected": [{"role": "assistant", "content": pair.rejected}],
-        }
-        if pair.margin is not None:
-            record["margin"] = pair.margin
-        if pair.source is not None:
-            record["source"] = pair.source
-        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    lines = [json.dumps(pair.to_record(), ensure_ascii=False) + "\n" for pair in pairs]
     return "".join(lines)
 
 

@@ -75,21 +75,8 @@ def pair_key(prompt: Any, chosen: str, rejected: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _record(pair: PreferencePair) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "prompt": [dict(m) for m in pair.prompt],
-        "chosen": [{"role": "assistant", "content": pair.chosen}],
-        "rejected": [{"role": "assistant", "content": pair.rejected}],
-    }
-    if pair.margin is not None:
-        record["margin"] = pair.margin
-    if pair.source is not None:
-        record["source"] = pair.source
-    return record
-
-
 def _write_jsonl(path: Path, pairs: list[PreferencePair]) -> str:
-    text = "".join(json.dumps(_record(p), ensure_ascii=False) + "\n" for p in pairs)
+    text = "".join(json.dumps(p.to_record(), ensure_ascii=False) + "\n" for p in pairs)
     write_text_atomic(path, text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
