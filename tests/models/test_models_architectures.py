@@ -28,7 +28,8 @@ from rewardlab.data.render import render_batch
 from rewardlab.models.packed import pack_groups, packed_hidden_states, packing_unsupported_reason
 from rewardlab.models.persistence import CheckpointError, export_seq_cls, load_reward_model, save_reward_model
 from rewardlab.models.registry import load_backbone, load_tokenizer
-from rewardlab.models.reward_model import TESTED_MODEL_TYPES, RewardModel, logit_transform
+from rewardlab.models.forward import TESTED_MODEL_TYPES, logit_transform
+from rewardlab.models.reward_model import RewardModel
 from rewardlab.scoring import RewardScorer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -7,15 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from models_helpers import chat_texts, encode
+from rewardlab.models.forward import last_token_indices, positions_from_mask
 from rewardlab.models.heads import HeadConfig
 from rewardlab.models.lora import apply_lora
 from rewardlab.models.registry import load_backbone
-from rewardlab.models.reward_model import (
-    RewardModel,
-    last_token_indices,
-    positions_from_mask,
-    sequence_logprobs,
-)
+from rewardlab.models.reward_model import RewardModel, sequence_logprobs
 
 
 @pytest.fixture(scope="module")

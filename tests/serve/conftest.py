@@ -13,7 +13,8 @@ import torch
 from rewardlab.models.heads import HeadConfig
 from rewardlab.models.persistence import save_reward_model
 from rewardlab.models.registry import load_backbone
-from rewardlab.models.reward_model import RewardModel, text_hidden_size, unwrap_causal_lm
+from rewardlab.models.forward import text_hidden_size, unwrap_causal_lm
+from rewardlab.models.reward_model import RewardModel
 from rewardlab.scoring import RewardScorer
 from rewardlab.serve.config import ServeConfig
 from rewardlab.serve.runner import BackgroundServer

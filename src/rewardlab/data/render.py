@@ -93,6 +93,20 @@ def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     Found by encoding a probe with and without ``add_special_tokens``, so whatever the tokenizer
     is configured to do (``add_bos_token``, ``add_eos_token``, a post-processor) is followed.
     """
+    # Kept on the tokenizer (serving asks once per text), keyed by the settings that change the answer.
+    key = (getattr(tokenizer, "add_bos_token", None), getattr(tokenizer, "add_eos_token", None), len(tokenizer))
+    cached = getattr(tokenizer, "_rewardlab_special_tokens", None)
+    if cached is not None and cached[0] == key:
+        return list(cached[1]), list(cached[2])
+    prefix, suffix = _probe_special_tokens(tokenizer)
+    try:
+        tokenizer._rewardlab_special_tokens = (key, tuple(prefix), tuple(suffix))
+    except AttributeError:  # a tokenizer that takes no new attributes: probe every time
+        pass
+    return prefix, suffix
+
+
+def _probe_special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     with_special = list(tokenizer(_SPECIAL_TOKEN_PROBE, add_special_tokens=True)["input_ids"])
     plain = list(tokenizer(_SPECIAL_TOKEN_PROBE, add_special_tokens=False)["input_ids"])
     for start in range(len(with_special) - len(plain) + 1):

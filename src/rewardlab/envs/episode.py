@@ -47,7 +47,7 @@ class EpisodeRecord:
     settings: dict[str, Any]
     sandbox: str
     timings: dict[str, float]
-    # The sandbox's peak memory (processes, tmpfs files, memfds) as its cgroup counted it; None without one.
+    # The sandbox's peak memory: its cgroup's count, or the runner's polled peak without one; None unsandboxed.
     sandbox_peak_memory_bytes: int | None = None
     rewardlab_version: str = __version__
     finished_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -238,7 +238,8 @@ class ImplicitDPOScorer:
         self.reference.to(self.device).eval()
 
     def _logprobs(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-        from rewardlab.models.reward_model import final_hidden_states, sequence_logprobs
+        from rewardlab.models.forward import final_hidden_states
+        from rewardlab.models.reward_model import sequence_logprobs
 
         hidden = final_hidden_states(model, input_ids, attention_mask)
         return sequence_logprobs(model, hidden, input_ids, response_mask)

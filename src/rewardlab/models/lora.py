@@ -9,7 +9,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from rewardlab.models.layers import decoder_layers, final_norm
-from rewardlab.models.reward_model import RewardModel, unwrap_causal_lm
+from rewardlab.models.forward import unwrap_causal_lm
+from rewardlab.models.reward_model import RewardModel
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 

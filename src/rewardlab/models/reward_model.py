@@ -8,7 +8,6 @@ the token positions a regulariser asks for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,17 +16,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rewardlab.models.forward import (  # noqa: F401 - re-exported: part of this module's interface
-    unwrap_causal_lm,
-    text_hidden_size,
-    positions_from_mask,
-    last_token_indices,
-    final_hidden_states,
+from rewardlab.models.forward import (
     LogitTransform,
+    final_hidden_states,
+    last_token_indices,
     logit_transform,
-    lm_logits,
-    TESTED_MODEL_TYPES,
-    forward_mismatch,
+    text_hidden_size,
+    unwrap_causal_lm,
 )
 from rewardlab.models.heads import HeadConfig, RewardHead
 from rewardlab.models.packed import PackedSequences, packed_hidden_states

@@ -209,6 +209,7 @@ def create_app(scorer: RewardScorer, config: ServeConfig) -> FastAPI:
     app.state.batcher = batcher
     app.state.max_tokens = max_tokens
     app.state.max_batch_tokens = max_batch_tokens
+    app.state.overlength = config.overlength
     app.state.admission = admission
 
     async def prepare(request: Request, work: Callable[[bytes], EncodedBatch]) -> EncodedBatch:

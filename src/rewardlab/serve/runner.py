@@ -8,7 +8,6 @@ background form returns only once uvicorn accepts connections; tests and the loa
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import socket
 import sys
@@ -22,7 +21,7 @@ from fastapi import FastAPI
 
 from rewardlab.scoring import RewardScorer
 from rewardlab.serve.app import create_app
-from rewardlab.serve.config import ServeConfig, ServeConfigError, exposure_warning, overlength_for
+from rewardlab.serve.config import ServeConfig, ServeConfigError, exposure_warning
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -84,8 +83,6 @@ def run_server(model_dir: str | Path, config: ServeConfig, *, device: str | None
 
 def _load_and_serve(model_dir: str | Path, config: ServeConfig, device: str | None, sock: socket.socket) -> None:
     scorer = RewardScorer.from_pretrained(model_dir, device=device)
-    if config.overlength is None:
-        config = dataclasses.replace(config, overlength=overlength_for(scorer.truncation))
     max_tokens = config.max_tokens or scorer.max_length
     positions = getattr(scorer.model.causal_lm.config, "max_position_embeddings", None)
     if positions is not None and max_tokens > positions:
@@ -100,7 +97,7 @@ def _load_and_serve(model_dir: str | Path, config: ServeConfig, device: str | No
         f"serving {model_dir} on {_url(sock)} "
         f"(POST /get_reward, POST /score, GET /health, GET /metrics; {auth}; "
         f"max batch {config.max_batch} texts / {app.state.max_batch_tokens} tokens, wait {config.max_wait_ms} ms, "
-        f"queue {config.max_queue} requests, max {max_tokens} tokens per text ({config.overlength}))",
+        f"queue {config.max_queue} requests, max {max_tokens} tokens per text ({app.state.overlength}))",
         file=sys.stderr,
         flush=True,
     )

@@ -541,10 +541,6 @@ class BubblewrapSession:
         """The working directory the next command starts in."""
         return self._cwd
 
-    def peak_memory_bytes(self) -> int | None:
-        """The most memory the whole sandbox held so far, as its cgroup counted it (None without a cgroup)."""
-        return self.cgroup.peak_memory_bytes() if self.cgroup is not None else None
-
     def command_host_pids(self) -> list[int]:
         """Host pids of the sandbox's processes other than bubblewrap and the runner (none between commands)."""
         if self._process is None or self._process.poll() is not None:
