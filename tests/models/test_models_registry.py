@@ -13,16 +13,8 @@ from transformers import PreTrainedTokenizerFast
 
 from rewardlab.models import cache as cache_module
 from rewardlab.models.cache import CACHE_ENV_VAR, MARKER_FILE, cached_folder, model_cache_dir
-from rewardlab.models.registry import (
-    ADDED_PAD_TOKEN,
-    MODEL_ALIASES,
-    ModelLoadError,
-    ensure_pad_token,
-    load_backbone,
-    load_tokenizer,
-    pad_token_is_safe,
-    resolve_model_path,
-)
+from rewardlab.models.padding import ADDED_PAD_TOKEN, ensure_pad_token, pad_token_is_safe
+from rewardlab.models.registry import MODEL_ALIASES, ModelLoadError, load_backbone, load_tokenizer, resolve_model_path
 from rewardlab.models.tiny_random import CHATML_TEMPLATE, build_tiny_model, build_tiny_tokenizer
 
 SENTENCE = "The assistant explains how to convert five miles into kilometres and checks the answer twice."

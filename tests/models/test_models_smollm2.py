@@ -9,7 +9,8 @@ import torch
 
 from rewardlab.models import smollm2
 from rewardlab.models.cache import CACHE_ENV_VAR, MARKER_FILE
-from rewardlab.models.registry import load_backbone, load_tokenizer, pad_token_is_safe, resolve_model_path
+from rewardlab.models.padding import pad_token_is_safe
+from rewardlab.models.registry import load_backbone, load_tokenizer, resolve_model_path
 
 SAMPLE = "The quick brown fox jumps over the lazy dog. Reward models score answers."
 

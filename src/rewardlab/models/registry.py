@@ -21,13 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from rewardlab.errors import RewardlabError
 from rewardlab.models.cache import cached_folder
 from rewardlab.models.forward import TESTED_MODEL_TYPES, forward_mismatch
-from rewardlab.models.padding import (  # noqa: F401 - re-exported: part of this module's interface
-    _PROBE_CONVERSATION,
-    ADDED_PAD_TOKEN,
-    PAD_TOKEN_CANDIDATES,
-    ensure_pad_token,
-    pad_token_is_safe,
-)
+from rewardlab.models.padding import _PROBE_CONVERSATION, ensure_pad_token
 from rewardlab.models.smollm2 import resolve_smollm2
 from rewardlab.models.tiny_random import RECIPE as TINY_RANDOM_RECIPE
 from rewardlab.models.tiny_random import write_tiny_random
