@@ -7,8 +7,9 @@ work and differ only in how the prompt is prefilled and how tokens are drawn. ``
 samples stop at EOS instead (then tokens are counted up to each sample's end). Two prompts: a short
 synthetic-task question (`rewardlab.data.synthetic`) and a long one, the opening transcript of a tool
 environment's episode (preamble and few-shot demonstration included, about 1k tokens). Prints
-samples/s and generated tokens/s of each, the ratio, versions and hardware. Not a timed test: run it
-by hand.
+samples/s and generated tokens/s of each, the ratio, versions and hardware, and, at full length, the
+ratio's bound when every token position costs the same (the prefills saved are all there is to gain
+at equal work). Not a timed test: run it by hand.
 
     python benchmarks/sample_throughput.py                                    # smollm2-135m, K=64, 64 new tokens
     python benchmarks/sample_throughput.py --model tiny-random --k 8 --new-tokens 8   # quick smoke run
@@ -109,6 +110,8 @@ def main() -> int:
     parser.add_argument("--allow-eos", action="store_true", help="let samples stop at EOS (default: all run full length)")
     parser.add_argument("--sample-batch", type=int, help="rows decoded at once by our sampler (default: what fits)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="weights of the one model both methods use (default auto: bfloat16 on a GPU, else float32)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", dest="json_out", help="also write the results as JSON here")
     args = parser.parse_args()
@@ -116,7 +119,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     policy_class = HFPolicy if args.allow_eos else FullLengthPolicy
-    policy = policy_class(args.model, device=args.device, sample_batch=args.sample_batch)
+    policy = policy_class(args.model, device=args.device, sample_batch=args.sample_batch, dtype=args.dtype)
     settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.new_tokens)
     prompts = benchmark_prompts()
     names = ["short", "long"] if args.prompts == "both" else [args.prompts]
@@ -148,6 +151,10 @@ def main() -> int:
             "ratio_samples_per_s": theirs[0] / ours[0],
             "ratio_tokens_per_s": (ours[1] / ours[0]) / (theirs[1] / theirs[0]) if theirs[1] else None,
         }
+        if not args.allow_eos:
+            # token positions each method runs through the model: generate prefills the prompt once per sample
+            row["equal_cost_bound"] = (args.k * prompt_tokens + args.k * args.new_tokens) / (
+                prompt_tokens + args.k * args.new_tokens)
         result["prompts"][name] = row
         print(f"{name} prompt ({prompt_tokens} tokens):")
         print(f"  HFPolicy.sample               : {row['sampler_samples_per_s']:8.2f} samples/s "
@@ -156,6 +163,9 @@ def main() -> int:
               f"{row['generate_tokens_per_s']:9.1f} generated tokens/s ({theirs[0]:.2f} s)")
         tokens_ratio = f"{row['ratio_tokens_per_s']:.2f}x" if row["ratio_tokens_per_s"] else "n/a"
         print(f"  ratio (sampler / generate): {row['ratio_samples_per_s']:.2f}x samples/s, {tokens_ratio} tokens/s")
+        if "equal_cost_bound" in row:
+            print(f"  bound if every token position cost the same: {row['equal_cost_bound']:.2f}x "
+                  "(both decode the same K x new tokens; only generate's repeated prefills can be saved)")
     print("machine: " + ", ".join(f"{key} {value}" for key, value in machine.items()))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")

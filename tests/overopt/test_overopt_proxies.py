@@ -102,6 +102,29 @@ def test_pairs_per_prompt_is_a_seeded_draw_independent_of_other_prompts():
         pairs_from_samples(samples, gold, pairs_per_prompt=0, seed=7)
 
 
+def test_length_biased_selection_shows_longer_chosen_responses_with_gold_labels():
+    rng = random.Random(1)
+    samples = [PromptSamples(prompt(i), ["x" * rng.randint(1, 60) + f"-{i}-{j}" for j in range(10)]) for i in range(6)]
+    gold = [[float(rng.random() < 0.5) for _ in range(10)] for _ in range(6)]
+    plain = pairs_from_samples(samples, gold, pairs_per_prompt=4, seed=3)
+    biased = pairs_from_samples(samples, gold, pairs_per_prompt=4, seed=3, longer_chosen=1.0)
+    against = pairs_from_samples(samples, gold, pairs_per_prompt=4, seed=3, longer_chosen=0.0)
+    for result in (plain, biased, against):
+        assert result.counts["longer_chosen"] == sum(len(p.chosen) > len(p.rejected) for p in result.pairs)
+        assert all(p.meta["chosen_gold"] > p.meta["rejected_gold"] for p in result.pairs)  # labels stay the gold's
+    assert len(biased.pairs) == len(against.pairs) == len(plain.pairs)
+    assert against.counts["longer_chosen"] < plain.counts["longer_chosen"] < biased.counts["longer_chosen"]
+    # a prompt with too few pairs of the wanted kind fills in with the other kind
+    for index in range(6):
+        usable = [(i, j) for i in range(10) for j in range(i + 1, 10) if gold[index][i] != gold[index][j]]
+        longer = sum(len(samples[index].responses[i if gold[index][i] > gold[index][j] else j])
+                     > len(samples[index].responses[j if gold[index][i] > gold[index][j] else i]) for i, j in usable)
+        kept = [p for p in biased.pairs if p.meta["prompt_id"] == samples[index].prompt.prompt_id]
+        assert sum(len(p.chosen) > len(p.rejected) for p in kept) == min(longer, len(kept))
+    with pytest.raises(ConfigError, match="longer_chosen"):
+        pairs_from_samples(samples, gold, pairs_per_prompt=4, seed=3, longer_chosen=1.5)
+
+
 def test_relabel_a_preference_set_by_the_synthetic_gold():
     original = generate("id", n=40, seed=2)
     swapped = [PreferencePair(p.prompt, p.rejected, p.chosen, source=p.source, meta=p.meta) if i % 2 else p

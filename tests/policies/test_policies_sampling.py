@@ -204,3 +204,19 @@ def test_openai_sample_refuses_a_server_that_ignores_n():
         policy.close()
     finally:
         server.close()
+
+
+def test_policy_dtype_is_chosen_by_name_and_keys_the_sample_store(one_torch_thread):
+    from rewardlab.overopt.study import sample_key
+    from rewardlab.policies.hf import resolve_policy_dtype
+
+    assert resolve_policy_dtype("auto", torch.device("cpu")) is torch.float32
+    half = HFPolicy("tiny-random", dtype="bfloat16", max_new_tokens=4)
+    assert half.dtype is torch.bfloat16 and next(half.model.parameters()).dtype is torch.bfloat16
+    assert len(half.sample([{"role": "user", "content": "hi"}], 3, SamplingSettings(max_new_tokens=4))) == 3
+    # bfloat16 samples are not float32 samples: they are stored under another name
+    assert sample_key("hf:tiny-random", half) == "hf:tiny-random@bfloat16"
+    assert sample_key("hf:tiny-random", HFPolicy("tiny-random", max_new_tokens=4)) == "hf:tiny-random"
+    assert sample_key("replay:x", ReplayPolicy(["a"])) == "replay:x"
+    with pytest.raises(PolicyError, match="unknown policy dtype"):
+        resolve_policy_dtype("int4", torch.device("cpu"))

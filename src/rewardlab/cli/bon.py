@@ -40,7 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default=d.policy, help="hf:MODEL, openai:MODEL (with --base-url) or replay:FILE "
                                                       "(default: %(default)s)")
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server for openai: policies (e.g. vLLM)")
+    p.add_argument("--policy-dtype", dest="policy_dtype", default=d.policy_dtype,
+                   choices=("auto", "float32", "bfloat16", "float16"),
+                   help="weights of an hf: policy (default auto: bfloat16 on a GPU that supports it, else float32)")
     p.add_argument("--out", default=d.out, help="output folder (default: %(default)s)")
+    p.add_argument("--samples-dir", dest="samples_dir",
+                   help="folder of the sample stores (default OUT/samples); another study's, e.g. "
+                        "repro-overopt/samples, is reused where its policy and sampling settings match")
     p.add_argument("--gold", default=d.gold,
                    help="synthetic (programmatic correctness) or a reward-model folder / seq-cls checkpoint")
     p.add_argument("--proxy", dest="proxies", action="append", metavar="RECIPE",
@@ -57,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--pairs-per-prompt", dest="pairs_per_prompt", type=int, default=d.pairs_per_prompt)
+    p.add_argument("--longer-chosen", dest="longer_chosen", type=float,
+                   help="length-biased pairs: draw this share of each prompt's pairs from those whose chosen (higher-"
+                        "gold) response is the longer one, as length-biased preference data is (labels stay the gold's)")
     p.add_argument("--label-noise", dest="label_noise", type=float, default=d.label_noise,
                    help="fraction of proxy training labels flipped (exactly, seeded), e.g. 0.25")
     p.add_argument("--proxy-steps", dest="proxy_steps", type=int, default=d.proxy_steps)
@@ -65,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy-trainable-top-layers", dest="proxy_trainable_top_layers", type=int,
                    default=d.proxy_trainable_top_layers)
     p.add_argument("--proxy-lora", dest="proxy_lora", action="store_true", help="train the proxies with LoRA")
+    p.add_argument("--proxy-bf16", dest="proxy_bf16", action="store_true",
+                   help="bf16 mixed precision for proxy training (GPUs)")
     p.add_argument("--ns", type=_int_list, help="values of N (default: about 16 spaced evenly in sqrt(KL))")
     p.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples of the prompts")
     p.add_argument("--baseline", help="recipe the others are compared with (default: the first --proxy)")
@@ -77,10 +88,10 @@ def _run(args: argparse.Namespace) -> int:
     from rewardlab.overopt.study import run_bon
 
     fields = {name: getattr(args, name) for name in (
-        "policy", "base_url", "out", "gold", "proxy_model", "eval_prompts", "train_prompts", "families", "k", "train_k",
-        "temperature", "top_p", "max_new_tokens", "seed", "pairs_per_prompt", "label_noise", "proxy_steps",
-        "proxy_batch_size", "proxy_lr", "proxy_trainable_top_layers", "proxy_lora", "ns", "bootstrap", "baseline",
-        "progress")}
+        "policy", "base_url", "policy_dtype", "out", "samples_dir", "gold", "proxy_model", "eval_prompts", "train_prompts",
+        "families", "k", "train_k", "temperature", "top_p", "max_new_tokens", "seed", "pairs_per_prompt",
+        "longer_chosen", "label_noise", "proxy_steps", "proxy_batch_size", "proxy_lr", "proxy_trainable_top_layers",
+        "proxy_lora", "proxy_bf16", "ns", "bootstrap", "baseline", "progress")}
     if args.proxies:
         fields["proxies"] = args.proxies
     config = BonConfig(**fields)

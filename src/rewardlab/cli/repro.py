@@ -1,4 +1,4 @@
-"""`rewardlab repro grm`: argument parsing only; the work happens in `rewardlab.repro`."""
+"""`rewardlab repro grm` and `rewardlab repro overopt`: argument parsing only; the work happens in `rewardlab.repro`."""
 
 from __future__ import annotations
 
@@ -88,6 +88,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "oversubscription, which can slow training several-fold")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars while scoring")
     p.set_defaults(func=_run_grm)
+    _register_overopt(experiments)
+
+
+def _register_overopt(experiments: argparse._SubParsersAction) -> None:
+    import dataclasses
+
+    from rewardlab.repro.overopt import BUDGET_NOTE, DEFAULT_PROXIES, OveroptReproConfig
+
+    d = {f.name: f.default for f in dataclasses.fields(OveroptReproConfig) if f.default is not dataclasses.MISSING}
+    p = experiments.add_parser(
+        "overopt",
+        help="GRM paper's best-of-N over-optimization in miniature: gold vs proxy as N grows, clean and noisy labels",
+        description=(
+            "Sample K responses per prompt of the synthetic task families from --policy once; for clean labels and "
+            "for --label-noise flipped labels, train every --proxy recipe on gold-labelled pairs of other prompts' "
+            "responses and estimate each proxy's best-of-N gold and proxy score for N = 1..K (unbiased estimator, "
+            "bootstrap intervals over prompts, Gao fit). Writes overopt.md, overopt_curves.png and "
+            "overopt_curves.csv to --out, and each condition's full report to --out/CONDITION/. Resumable: rerun the "
+            "same command and finished samples, proxies and scores are reused. " + BUDGET_NOTE
+        ),
+    )
+    p.add_argument("--out", default=d["out"], help="output folder (default: %(default)s)")
+    p.add_argument("--policy", default=d["policy"], help="hf:MODEL, openai:MODEL (with --base-url, e.g. vLLM) or "
+                                                        "replay:FILE (default: %(default)s)")
+    p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server for openai: policies")
+    p.add_argument("--policy-dtype", dest="policy_dtype", default=d["policy_dtype"],
+                   choices=("auto", "float32", "bfloat16", "float16"),
+                   help="weights of an hf: policy (default auto: bfloat16 on a GPU that supports it, else float32)")
+    p.add_argument("--gold", default=d["gold"], help="synthetic (programmatic correctness, default) or a reward-model "
+                                                    "folder / seq-cls checkpoint (a larger RM as gold)")
+    p.add_argument("--proxy-model", dest="proxy_model", default=d["proxy_model"],
+                   help="base model of the proxies (default: %(default)s)")
+    p.add_argument("--proxy", dest="proxies", action="append", metavar="RECIPE",
+                   help=f"proxy recipe, repeatable (default: {', '.join(DEFAULT_PROXIES)})")
+    p.add_argument("--families", type=lambda text: tuple(f for f in text.split(",") if f),
+                   default=d["families"], help="task families, comma-separated (default: %s)" % ",".join(d["families"]))
+    p.add_argument("--label-noise", dest="label_noise", type=float, default=d["label_noise"],
+                   help="fraction of training labels flipped in the noisy condition (default: %(default)s)")
+    p.add_argument("--longer-chosen", dest="longer_chosen", type=float,
+                   help="add a condition of length-biased pairs: this share of each prompt's pairs has the longer "
+                        "(higher-gold) response chosen, as length-biased preference data does")
+    for flag, name, kind, text in (
+        ("--eval-prompts", "eval_prompts", int, "evaluation prompts"),
+        ("--train-prompts", "train_prompts", int, "training prompts"),
+        ("-k", "k", int, "samples per evaluation prompt"),
+        ("--train-k", "train_k", int, "samples per training prompt"),
+        ("--max-new-tokens", "max_new_tokens", int, "new tokens per sample"),
+        ("--temperature", "temperature", float, "sampling temperature"),
+        ("--pairs-per-prompt", "pairs_per_prompt", int, "gold-labelled pairs per training prompt"),
+        ("--proxy-steps", "proxy_steps", int, "optimizer steps per proxy"),
+        ("--proxy-batch-size", "proxy_batch_size", int, "pairs per proxy step"),
+        ("--proxy-lr", "proxy_lr", float, "proxy learning rate"),
+        ("--proxy-trainable-top-layers", "proxy_trainable_top_layers", int, "decoder layers trained per proxy"),
+        ("--seed", "seed", int, "seed of prompts, samples, pairs, noise and training"),
+        ("--bootstrap", "bootstrap", int, "bootstrap resamples of the prompts"),
+        ("--frozen-cache-gb", "frozen_cache_gb", float, "memory for the proxies' shared frozen-layer outputs"),
+    ):
+        p.add_argument(flag, dest=name, type=kind, default=d[name], help=f"{text} (default: %(default)s)")
+    p.add_argument("--proxy-bf16", dest="proxy_bf16", action="store_true",
+                   help="bf16 mixed precision for proxy training (GPUs)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    p.set_defaults(func=_run_overopt)
+
+
+def _run_overopt(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from rewardlab.repro.overopt import OveroptReproConfig, run_repro_overopt
+
+    names = ("out", "policy", "base_url", "policy_dtype", "families", "gold", "proxy_model", "label_noise",
+             "longer_chosen", "eval_prompts", "train_prompts", "k", "train_k", "max_new_tokens", "temperature", "pairs_per_prompt", "proxy_steps", "proxy_batch_size",
+             "proxy_lr", "proxy_trainable_top_layers", "proxy_bf16", "seed", "bootstrap", "frozen_cache_gb", "progress")
+    fields = {name: getattr(args, name) for name in names}
+    if args.proxies:
+        fields["proxies"] = tuple(args.proxies)
+    config = OveroptReproConfig(**fields)
+    run_repro_overopt(config, command="rewardlab " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None)
+    return 0
 
 
 def _run_grm(args: argparse.Namespace) -> int:

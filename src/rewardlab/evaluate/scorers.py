@@ -305,13 +305,16 @@ def load_scorer(
     device: str | None = None,
     batch_size: int = 16,
     name: str | None = None,
+    frozen_cache: FrozenLayerCache | None = None,
 ) -> Scorer:
     """Pick the scorer for ``spec``: implicit DPO when ``reference`` is given, a rewardlab reward
-    model when the folder has ``rewardlab_config.json``, else a sequence-classification model."""
+    model when the folder has ``rewardlab_config.json``, else a sequence-classification model.
+
+    ``frozen_cache`` is shared by rewardlab models with the same frozen lower layers (see `RewardScorer`)."""
     if reference is not None:
         return ImplicitDPOScorer(spec, reference, name=name, device=device, batch_size=batch_size)
     if (Path(spec).expanduser() / REWARD_MODEL_MARKER).is_file():
-        return RewardModelScorer(spec, name=name, device=device, batch_size=batch_size)
+        return RewardModelScorer(spec, name=name, device=device, batch_size=batch_size, frozen_cache=frozen_cache)
     if is_seq_cls_checkpoint(spec):
         return SeqClsScorer(spec, name=name, device=device, batch_size=batch_size)
     raise ConfigError(

@@ -297,19 +297,21 @@ class ModelGold:
     its own through `RewardScorer.score_conversations` (an over-long prompt is cut from the left, as
     `rewardlab score` does, never dropped); a seq-cls checkpoint through `SeqClsScorer`, which cuts the
     same way. A response too long for the model by itself is an `UnscorableError`. Proxies score their
-    members through this class too.
+    members through this class too; ``frozen_cache`` lets models trained from one base with the same
+    frozen lower layers compute those layers once for the same samples (see `RewardScorer`).
     """
 
     def __init__(
         self, spec: str | Path, *, name: str | None = None, device: str | None = None, batch_size: int = 16,
-        progress: bool = False,
+        progress: bool = False, frozen_cache: Any = None,
     ) -> None:
         from rewardlab.evaluate.scorers import load_scorer
 
         self.spec = str(spec)
         self.name = name or f"model:{Path(self.spec).name}"
         self.progress = progress
-        self.scorer = load_scorer(self.spec, device=device, batch_size=batch_size, name=self.name)
+        self.scorer = load_scorer(self.spec, device=device, batch_size=batch_size, name=self.name,
+                                  frozen_cache=frozen_cache)
 
     def score(self, prompts: Sequence[BonPrompt], responses: Sequence[str]) -> list[float]:
         """Rewards of ``responses[i]`` answering ``prompts[i]``."""

@@ -55,19 +55,28 @@ def pairs_from_samples(
     *,
     pairs_per_prompt: int | None,
     seed: int,
+    longer_chosen: float | None = None,
 ) -> PairSet:
     """Pairs of each prompt's own responses whose gold differs; chosen = the higher gold, margin = the difference.
 
     ``gold[p][j]`` is the gold score of ``samples[p].responses[j]`` (see `rewardlab.overopt.gold.score_samples`).
     ``pairs_per_prompt`` None keeps every usable pair. Pair order: prompts in the given order, and within a
     prompt the order of the seeded draw.
+
+    ``longer_chosen`` (a fraction) biases the selection the way length-biased preference data is: of each
+    prompt's drawn pairs, that share (rounded) is drawn from pairs whose chosen response is the longer one
+    (in characters) and the rest from the others, as far as each kind lasts (the other kind fills in). The
+    labels stay the gold's; only which pairs are shown changes, so a proxy can learn length as a feature.
+    ``counts["longer_chosen"]`` reports how many selected pairs have the longer response chosen.
     """
     if len(gold) != len(samples):
         raise ValueError(f"{len(samples)} prompts of samples but gold scores for {len(gold)}")
     if pairs_per_prompt is not None and (isinstance(pairs_per_prompt, bool) or pairs_per_prompt < 1):
         raise ConfigError(f"pairs per prompt must be at least 1 (or unset for all), got {pairs_per_prompt!r}")
+    if longer_chosen is not None and not 0.0 <= float(longer_chosen) <= 1.0:
+        raise ConfigError(f"longer_chosen must be a fraction in [0, 1], got {longer_chosen!r}")
     counts = dict.fromkeys(("prompts", "candidates", "ties", "identical", "usable", "selected",
-                            "prompts_without_pairs"), 0)
+                            "prompts_without_pairs", "longer_chosen"), 0)
     pairs: list[PreferencePair] = []
     for item, scores in zip(samples, gold):
         responses = item.responses
@@ -88,7 +97,11 @@ def pairs_from_samples(
         counts["usable"] += len(usable)
         rng = random.Random(f"rewardlab.overopt.pairs/{seed}/{item.prompt.prompt_id}")
         take = len(usable) if pairs_per_prompt is None else min(pairs_per_prompt, len(usable))
-        drawn = rng.sample(usable, take)
+        if longer_chosen is None:
+            drawn = rng.sample(usable, take)
+        else:
+            drawn = _length_biased_draw(rng, usable, responses, scores, take, longer_chosen)
+        counts["longer_chosen"] += sum(_chosen_is_longer(responses, scores, pair) for pair in drawn)
         counts["selected"] += len(drawn)
         counts["prompts_without_pairs"] += not drawn
         for i, j in drawn:
@@ -96,6 +109,23 @@ def pairs_from_samples(
             pairs.append(_gold_pair(item.prompt, responses[hi], responses[lo], float(scores[hi]), float(scores[lo]),
                                     {"chosen_index": hi, "rejected_index": lo}))
     return PairSet(pairs, counts)
+
+
+def _chosen_is_longer(responses: Sequence[str], scores: Sequence[float], pair: tuple[int, int]) -> bool:
+    i, j = pair
+    hi, lo = (i, j) if scores[i] > scores[j] else (j, i)
+    return len(responses[hi]) > len(responses[lo])
+
+
+def _length_biased_draw(rng: random.Random, usable: list[tuple[int, int]], responses: Sequence[str],
+                        scores: Sequence[float], take: int, share: float) -> list[tuple[int, int]]:
+    """``take`` pairs, ``round(share * take)`` of them (as far as there are) with the longer response chosen."""
+    longer = [pair for pair in usable if _chosen_is_longer(responses, scores, pair)]
+    other = [pair for pair in usable if not _chosen_is_longer(responses, scores, pair)]
+    want = min(len(longer), max(round(share * take), take - len(other)))
+    drawn = rng.sample(longer, want) + rng.sample(other, take - want)
+    rng.shuffle(drawn)
+    return drawn
 
 
 def relabel_pairs(pairs: Sequence[PreferencePair], gold: Any, *, prompt_id_prefix: str = "pair") -> PairSet:

@@ -176,16 +176,17 @@ class ProxyScorer:
     def load(
         cls, path: str | Path, *, name: str | None = None, device: str | None = None, batch_size: int = 16,
         combine: str | None = None, lam: float | None = None, members: int | None = None, progress: bool = False,
+        frozen_cache: Any = None,
     ) -> "ProxyScorer":
         """A proxy folder written by `train_proxy` (its members, combination and calibration; ``combine``,
         ``lam`` and ``members`` override them), or any single reward model `ModelGold` loads; ``progress`` shows
-        a progress bar per member while scoring."""
+        a progress bar per member while scoring; ``frozen_cache`` is shared by the members (see `ModelGold`)."""
         folder = Path(path)
         label = name or folder.name
         record = read_json_store(folder / PROXY_FILE)
         if not record:
-            return cls([ModelGold(path, name=label, device=device, batch_size=batch_size, progress=progress)],
-                       name=label)
+            return cls([ModelGold(path, name=label, device=device, batch_size=batch_size, progress=progress,
+                                  frozen_cache=frozen_cache)], name=label)
         names = list(record.get("members") or [])
         if members is not None:
             if members > len(names):
@@ -202,8 +203,8 @@ class ProxyScorer:
             if any(n not in calibrations for n in names):
                 raise UserFileError(f"{folder}: ensemble members lack calibration; rerun its training to finish it")
             calibration = [(calibrations[n]["mean"], calibrations[n]["std"]) for n in names]
-        scorers = [ModelGold(folder / n, name=f"{label}/{n}", device=device, batch_size=batch_size, progress=progress)
-                   for n in names]
+        scorers = [ModelGold(folder / n, name=f"{label}/{n}", device=device, batch_size=batch_size, progress=progress,
+                             frozen_cache=frozen_cache) for n in names]
         return cls(scorers, combine=combine or recipe.get("combine", "mean"),
                    lam=recipe.get("lambda", 1.0) if lam is None else lam, calibration=calibration, name=label)
 
@@ -237,9 +238,11 @@ class TrainedProxy:
     recipe: ProxyRecipe
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
-    def scorer(self, *, device: str | None = None, batch_size: int = 16, progress: bool = False) -> ProxyScorer:
+    def scorer(self, *, device: str | None = None, batch_size: int = 16, progress: bool = False,
+               frozen_cache: Any = None) -> ProxyScorer:
         """The `ProxyScorer` of this proxy (the recipe's members, combination and λ)."""
-        options = {"name": self.recipe.label, "device": device, "batch_size": batch_size, "progress": progress}
+        options = {"name": self.recipe.label, "device": device, "batch_size": batch_size, "progress": progress,
+                   "frozen_cache": frozen_cache}
         if self.recipe.path is not None:
             return ProxyScorer.load(self.recipe.path, **options)
         return ProxyScorer.load(self.folder, combine=self.recipe.combine, lam=self.recipe.lam,
@@ -254,11 +257,14 @@ def train_proxy(
     base: TrainConfig,
     echo: Callable[[str], None] = print,
     device: str | None = None,
+    frozen_cache: Any = None,
 ) -> TrainedProxy:
     """Train ``recipe`` on ``pairs`` into ``folder`` (resumable; see the module doc); ``saved:PATH`` trains nothing.
 
     ``base`` gives everything but the recipe's loss settings, ``data``, ``output`` and the member seeds
     (``base.seed + i``). ``device`` is where ensemble members are scored for their calibration.
+    ``frozen_cache`` (a `FrozenLayerCache`) is shared by every member and proxy trained from the same base
+    with the same frozen layers, so their outputs for a pair are computed once.
     """
     from rewardlab.train.loop import train
 
@@ -289,11 +295,11 @@ def train_proxy(
             resume=output.is_dir() and any(output.iterdir()), overwrite=False,
         )
         desc = f"proxy {recipe.name}" + (f" {i + 1}/{len(names)}" if len(names) > 1 else "")
-        result = train(config, echo=echo, progress_desc=desc)
+        result = train(config, echo=echo, progress_desc=desc, frozen_cache=frozen_cache)
         metrics.append(result.metrics)
         if recipe.name == "ensemble" and name not in record.setdefault("calibration", {}):
             record["calibration"][name] = _calibrate(output, items, device=device, batch_size=max(8, base.batch_size),
-                                                     progress=base.progress)
+                                                     progress=base.progress, frozen_cache=frozen_cache)
         # Listed once finished (and calibrated), so a loaded proxy never holds a half-trained member.
         record["members"] = sorted(set(record.get("members", [])) | {name}, key=_member_order)
         write_json_atomic(folder / PROXY_FILE, record)
@@ -331,7 +337,8 @@ def _prepare_folder(folder: Path, identity: dict[str, Any], text: str) -> dict[s
 
 
 def _calibrate(
-    model: Path, pairs: Sequence[PreferencePair], *, device: str | None, batch_size: int, progress: bool
+    model: Path, pairs: Sequence[PreferencePair], *, device: str | None, batch_size: int, progress: bool,
+    frozen_cache: Any = None,
 ) -> dict[str, float]:
     """Mean and std of ``model``'s rewards over the distinct (prompt, response) conversations of ``pairs``."""
     seen: dict[str, tuple[BonPrompt, str]] = {}
@@ -340,7 +347,8 @@ def _calibrate(
             key = json.dumps([list(pair.prompt), response], sort_keys=True)
             seen.setdefault(key, (BonPrompt("calibration", pair.prompt), response))
     prompts, responses = zip(*seen.values())
-    scorer = ModelGold(model, name=f"calibration {model.name}", device=device, batch_size=batch_size, progress=progress)
+    scorer = ModelGold(model, name=f"calibration {model.name}", device=device, batch_size=batch_size, progress=progress,
+                       frozen_cache=frozen_cache)
     values = np.array(scorer.score(prompts, responses))
     std = float(values.std())
     return {"mean": float(values.mean()), "std": std if std > 0 else 1.0, "n": int(values.size)}

@@ -95,6 +95,18 @@ def to_csv(curves: Mapping[str, BonCurve]) -> str:
     return buffer.getvalue()
 
 
+def panels_to_csv(panels: Mapping[str, Mapping[str, BonCurve]]) -> str:
+    """`to_csv` of several studies in one table, with a leading ``condition`` column (the panel's name)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("condition", *CSV_COLUMNS))
+    for condition, curves in panels.items():
+        for recipe, curve in curves.items():
+            for row in curve.rows():
+                writer.writerow([condition, recipe, *(_csv_value(row[name]) for name in BonCurve.ROW_FIELDS)])
+    return buffer.getvalue()
+
+
 def _json_ready(value: Any) -> Any:
     """``value`` with nan and infinities as None, so the file is strict JSON."""
     if isinstance(value, float):
@@ -125,11 +137,11 @@ def to_json(summaries: Mapping[str, RecipeSummary], differences: Mapping[str, Bo
 
 
 def _num(value: float | None) -> str:
-    return "—" if value is None or math.isnan(value) else f"{value:.4g}"
+    return "—" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
 def _signed(value: float | None) -> str:
-    return "—" if value is None or math.isnan(value) else f"{value:+.4g}"
+    return "—" if value is None or math.isnan(value) else f"{value:+.3g}"
 
 
 def _with_interval(estimate: Estimate, signed: bool = False) -> str:
@@ -144,9 +156,11 @@ def _fit_peak_text(fit: GaoFit | None, error: str) -> str:
         return f"no fit ({error})"
     if not fit.has_peak:
         return fit.reason
-    where = "within" if fit.peak_within_data else "beyond"
+    if not fit.peak_within_data:
+        return (f"beyond the data: the fitted form peaks at KL {fit.peak_kl:.3g} nats, past the largest KL measured "
+                f"({fit.max_kl:.3g} nats), an extrapolation rather than an observed peak")
     return (f"KL {fit.peak_kl:.3g} nats (N ≈ {fit.peak_n:.3g}), gold {_num(fit.offset + fit.peak_gold)} "
-            f"(gain {_signed(fit.peak_gold)} over N=1); {where} the fitted KL range (up to {fit.max_kl:.3g} nats)")
+            f"(gain {_signed(fit.peak_gold)} over N=1), within the measured KL range (up to {fit.max_kl:.3g} nats)")
 
 
 def _summary_table(summaries: Mapping[str, RecipeSummary]) -> list[str]:
@@ -155,7 +169,8 @@ def _summary_table(summaries: Mapping[str, RecipeSummary]) -> list[str]:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in summaries.items():
         curve, peak, fit = s.curve, s.peak, s.fit
-        fit_kl = "—" if fit is None or not fit.has_peak else f"{fit.peak_kl:.3g}"
+        fit_kl = ("—" if fit is None or not fit.has_peak else
+                  f"{fit.peak_kl:.3g}" if fit.peak_within_data else f"beyond data ({fit.peak_kl:.3g})")
         fit_cells = ["—", "—", "—"] if fit is None else [_num(fit.alpha), _num(fit.beta), f"{fit.r2:.3f}"]
         lines.append(f"| {name} | {curve.prompts} × {curve.k} | {_with_interval(curve.gold_start)} | "
                      f"{_with_interval(peak.last_gold)} (N={peak.last_n}) | {peak.n} | {peak.kl:.3g} | "
@@ -266,25 +281,19 @@ def _n_to_kl(n: np.ndarray) -> np.ndarray:
     return np.asarray(kl_bon(np.clip(np.nan_to_num(np.asarray(n, dtype=float), nan=1.0), 1.0, 1e20)))
 
 
-def plot_curves(curves: Mapping[str, BonCurve], path: str | Path, *, title: str = DEFAULT_TITLE,
-                proxy_axis: str = "right") -> Path:
-    """Write the shifted gold (solid) and proxy (dashed) curves with 95% bands to ``path`` (PNG, atomically).
+def _draw_curves(gold_axis: Any, curves: Mapping[str, BonCurve], *, title: str, proxy_axis: str,
+                 gold_limits: tuple[float, float] | None = None) -> None:
+    """Draw shifted gold (solid) and proxy (dashed) curves with 95% bands on ``gold_axis`` (see `plot_curves`).
 
-    ``proxy_axis``: "right" (own axis, 0 level with gold's) or "shared" (one y-axis for both).
+    ``gold_limits`` widens the gold extent (panels of one figure share it, so their gold scales compare).
     """
-    if proxy_axis not in ("right", "shared"):
-        raise ConfigError(f"proxy_axis must be 'right' or 'shared'; got {proxy_axis!r}")
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter
 
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    figure, gold_axis = plt.subplots(figsize=(8.5, 5.2))
     proxy_axes = gold_axis.twinx() if proxy_axis == "right" else gold_axis
-    extents = {"gold": [0.0, 0.0], "proxy": [0.0, 0.0]}
+    extents = {"gold": list(gold_limits or (0.0, 0.0)), "proxy": [0.0, 0.0]}
     handles = []
     for index, (recipe, curve) in enumerate(curves.items()):
         colour = colours[index % len(colours)]
@@ -318,6 +327,23 @@ def plot_curves(curves: Mapping[str, BonCurve], path: str | Path, *, title: str 
     top.set_xlabel("N")
     gold_axis.set_title(title, fontsize=11)
     gold_axis.legend(handles=handles, fontsize=8, loc="best")
+
+
+def _gold_extent(curves: Mapping[str, BonCurve]) -> tuple[float, float]:
+    values = [np.asarray(getattr(c, name), dtype=float) for c in curves.values()
+              for name in ("gold_shifted", "gold_shifted_low", "gold_shifted_high")]
+    finite = np.concatenate([v[~np.isnan(v)] for v in values] + [np.zeros(1)])
+    return float(finite.min()), float(finite.max())
+
+
+def _check_axis(proxy_axis: str) -> None:
+    if proxy_axis not in ("right", "shared"):
+        raise ConfigError(f"proxy_axis must be 'right' or 'shared'; got {proxy_axis!r}")
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     target = Path(path)
     try:
@@ -325,6 +351,43 @@ def plot_curves(curves: Mapping[str, BonCurve], path: str | Path, *, title: str 
     finally:
         plt.close(figure)
     return target
+
+
+def plot_curves(curves: Mapping[str, BonCurve], path: str | Path, *, title: str = DEFAULT_TITLE,
+                proxy_axis: str = "right") -> Path:
+    """Write the shifted gold (solid) and proxy (dashed) curves with 95% bands to ``path`` (PNG, atomically).
+
+    ``proxy_axis``: "right" (own axis, 0 level with gold's) or "shared" (one y-axis for both).
+    """
+    _check_axis(proxy_axis)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, gold_axis = plt.subplots(figsize=(8.5, 5.2))
+    _draw_curves(gold_axis, curves, title=title, proxy_axis=proxy_axis)
+    return _save(figure, path)
+
+
+def plot_panels(panels: Mapping[str, Mapping[str, BonCurve]], path: str | Path, *, title: str = DEFAULT_TITLE,
+                proxy_axis: str = "right") -> Path:
+    """`plot_curves` of several studies side by side (panel title -> curves), on one gold scale."""
+    _check_axis(proxy_axis)
+    if not panels:
+        raise ConfigError("nothing to plot: no panels")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    extents = [_gold_extent(curves) for curves in panels.values()]
+    shared = (min(low for low, _ in extents), max(high for _, high in extents))
+    figure, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 5.2), squeeze=False)
+    for axis, (name, curves) in zip(axes[0], panels.items()):
+        _draw_curves(axis, curves, title=name, proxy_axis=proxy_axis, gold_limits=shared)
+    figure.suptitle(title, fontsize=12)
+    return _save(figure, path)
 
 
 # --------------------------------------------------------------------------------------------- everything

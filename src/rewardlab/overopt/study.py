@@ -28,6 +28,7 @@ import numpy as np
 from rewardlab.errors import ConfigError
 from rewardlab.files import write_json_atomic
 from rewardlab.machine import describe_machine
+from rewardlab.models.frozen_cache import FrozenLayerCache
 from rewardlab.overopt.estimator import BonCurve, bon_curve, spaced_ns
 from rewardlab.overopt.config import BonConfig
 from rewardlab.overopt.gold import ModelGold, SyntheticGold, score_samples, synthetic_prompts
@@ -82,16 +83,30 @@ def _cached_scores(path: Path, key: str, samples: Sequence[PromptSamples],
     return scores
 
 
+def sample_key(spec: str, policy: Any) -> str:
+    """The policy's name in the sample store: the spec, plus ``@DTYPE`` for a local model not in float32
+    (samples drawn in bfloat16 are not those of float32, so they must not be reused for each other)."""
+    dtype = getattr(policy, "dtype", None)
+    name = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+    return spec if name == "float32" else f"{spec}@{name}"
+
+
 def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: str | None = None,
-            policy: SamplingPolicy | None = None) -> BonResult:
+            policy: SamplingPolicy | None = None, frozen_cache: FrozenLayerCache | None = None,
+            title: str | None = None) -> BonResult:
     """Run (or resume) the study and write its report into ``config.out``.
 
     ``policy`` replaces the one ``config.policy`` names (library use: any object with the policies'
-    ``sample`` method); ``config.policy`` still keys the sample cache.
+    ``sample`` method); ``config.policy`` still keys the sample cache. ``frozen_cache`` is shared by every
+    proxy trained and scored (studies on the same samples, such as `rewardlab repro overopt`'s label
+    conditions, pass one cache so the frozen lower layers run once per sample); by default the study
+    keeps its own within ``config.frozen_cache_gb``.
     """
     started = time.perf_counter()
     out = Path(config.out)
     _check_folder(out, config)
+    if frozen_cache is None and config.frozen_cache_gb > 0:
+        frozen_cache = FrozenLayerCache(int(config.frozen_cache_gb * 2**30))
 
     # 1. prompts: training and evaluation prompts are distinct (prompts are distinct within a study)
     prompts = synthetic_prompts(config.train_prompts + config.eval_prompts, config.seed, config.families)
@@ -100,8 +115,11 @@ def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: 
     # 2. samples, cached on disk
     if policy is None:
         policy = make_policy(config.policy, PolicySettings(base_url=config.base_url, max_new_tokens=config.max_new_tokens,
-                                                           temperature=config.temperature, seed=config.seed))
-    stores = {name: SampleStore(out / "samples" / name, config.policy, config.sampling(training=name == "train"))
+                                                           temperature=config.temperature, seed=config.seed,
+                                                           dtype=config.policy_dtype))
+    samples_dir = Path(config.samples_dir) if config.samples_dir else out / "samples"
+    stores = {name: SampleStore(samples_dir / name, sample_key(config.policy, policy),
+                                config.sampling(training=name == "train"))
               for name in ("train", "eval")}
     train_samples = stores["train"].get(policy, train_prompts, config.train_k, progress=config.progress)
     eval_samples = stores["eval"].get(policy, eval_prompts, config.k, progress=config.progress)
@@ -115,7 +133,8 @@ def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: 
     eval_gold = _cached_scores(scores_path, "gold/eval", eval_samples, lambda: score_samples(gold, eval_samples))
 
     # 4. proxies, trained on gold-labelled pairs of the training prompts' responses
-    pairs = pairs_from_samples(train_samples, train_gold, pairs_per_prompt=config.pairs_per_prompt, seed=config.seed)
+    pairs = pairs_from_samples(train_samples, train_gold, pairs_per_prompt=config.pairs_per_prompt, seed=config.seed,
+                               longer_chosen=config.longer_chosen)
     if config.label_noise:
         pairs = apply_label_noise(pairs, config.label_noise, config.seed)
     echo(f"proxy training pairs: {len(pairs.pairs)} ({pairs.describe()})")
@@ -124,8 +143,8 @@ def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: 
     for spec in config.proxies:
         recipe = resolve_recipe(spec)
         folder = out / "proxies" / recipe.label.replace("?", "_").replace("&", "_").replace("/", "_")
-        trained = train_proxy(recipe, pairs, folder, base=config.proxy_training(), echo=echo)
-        proxy = trained.scorer(progress=config.progress)
+        trained = train_proxy(recipe, pairs, folder, base=config.proxy_training(), echo=echo, frozen_cache=frozen_cache)
+        proxy = trained.scorer(progress=config.progress, frozen_cache=frozen_cache)
         proxy_scores = _cached_scores(scores_path, f"proxy/{recipe.label}", eval_samples,
                                       lambda: score_samples(proxy, eval_samples))
         # 5. the curve of this proxy
@@ -144,6 +163,7 @@ def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: 
         + f". Wall time of this invocation: {wall / 60:.1f} min (cached samples, scores and proxies are reused).",
     ]
     baseline = resolve_recipe(config.baseline).label if config.baseline else next(iter(curves))
-    paths = write_report(curves, out, notes=notes, baseline=baseline if len(curves) > 1 else None)
+    paths = write_report(curves, out, notes=notes, baseline=baseline if len(curves) > 1 else None,
+                         **({"title": title} if title else {}))
     echo(f"report: {paths['markdown']}, plot: {paths['plot']}, curves: {paths['csv']}")
     return BonResult(curves, paths, pairs, wall)

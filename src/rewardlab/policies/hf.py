@@ -37,6 +37,8 @@ from rewardlab.policies.base import (
     sample_seed,
 )
 
+POLICY_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Weight dtypes a local policy can run in (``auto``: bfloat16 on a GPU that supports it, else float32)."""
 CPU_SAMPLE_MEMORY = 4 << 30
 """Bytes of KV cache one decoding batch of `HFPolicy.sample` may use on a CPU."""
 GPU_SAMPLE_MEMORY_SHARE = 0.5
@@ -57,14 +59,15 @@ class HFPolicy:
 
     def __init__(self, model_name: str, *, max_new_tokens: int = 512, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int = 0, device: str | None = None,
-                 sample_batch: int | None = None) -> None:
+                 sample_batch: int | None = None, dtype: str = "auto") -> None:
         from rewardlab.models.registry import load_backbone
 
         if max_new_tokens <= 0:
             raise PolicyError(f"max_new_tokens must be positive, got {max_new_tokens}")
         self.model_name = model_name
-        self.model, self.tokenizer = load_backbone(model_name)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = resolve_policy_dtype(dtype, self.device)
+        self.model, self.tokenizer = load_backbone(model_name, dtype=self.dtype)
         self.model.to(self.device).eval()
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -170,6 +173,21 @@ class HFPolicy:
         else:
             budget = CPU_SAMPLE_MEMORY
         return max(1, budget // max(1, sequence_tokens * kv_bytes_per_token(self.model)))
+
+
+def resolve_policy_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype ``name`` (one of `POLICY_DTYPES` or ``auto``) means on ``device``."""
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    if name not in POLICY_DTYPES:
+        raise PolicyError(f"unknown policy dtype {name!r}; choose auto, {', '.join(POLICY_DTYPES)}")
+    return POLICY_DTYPES[name]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The `POLICY_DTYPES` name of ``dtype`` (``float32``, …)."""
+    return str(dtype).removeprefix("torch.")
 
 
 def kv_bytes_per_token(model: Any) -> int:

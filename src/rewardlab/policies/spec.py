@@ -22,6 +22,7 @@ class PolicySettings:
     prefill: str = "continue"
     api_key_env: str = "OPENAI_API_KEY"
     seed: int = 0
+    dtype: str = "auto"  # hf: weights' dtype: auto (bfloat16 on a GPU that supports it, else float32), float32, ...
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -55,7 +56,7 @@ def make_policy(spec: str, settings: PolicySettings | None = None) -> Policy:
         from rewardlab.policies.hf import HFPolicy
 
         return HFPolicy(value, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                        seed=settings.seed)
+                        seed=settings.seed, dtype=settings.dtype)
     from rewardlab.policies.openai_http import OpenAIPolicy
 
     if not settings.base_url:
