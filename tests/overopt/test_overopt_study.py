@@ -4,39 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import random
-import re
 
 import pytest
 
 from rewardlab.cli import main
 from rewardlab.overopt.config import BonConfig
 from rewardlab.overopt.study import run_bon
-from rewardlab.policies.base import SamplingSettings, sample_seed
-
-_QUESTION = re.compile(r"(\d+) (\+|-|\*|x|plus|minus|times) (\d+)")
-_OPERATORS = {"+": lambda a, b: a + b, "plus": lambda a, b: a + b, "-": lambda a, b: a - b,
-              "minus": lambda a, b: a - b, "*": lambda a, b: a * b, "x": lambda a, b: a * b,
-              "times": lambda a, b: a * b}
-
-
-class ArithmeticGuesser:
-    """A seeded policy for arithmetic prompts: right about half the time, often flattering (a spurious feature)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def sample(self, messages: list, k: int, settings: SamplingSettings, *, start: int = 0) -> list[str]:
-        self.calls += 1
-        a, op, b = _QUESTION.search(messages[-1]["content"]).groups()
-        answer = _OPERATORS[op](int(a), int(b))
-        replies = []
-        for index in range(start, start + k):
-            rng = random.Random(sample_seed(settings, messages[-1]["content"], index))
-            value = answer if rng.random() < 0.5 else answer + rng.choice((-2, -1, 1, 2))
-            replies.append(("Great question! " if rng.random() < 0.5 else "") + f"The answer is {value}.")
-        return replies
-
 
 def _config(tmp_path, **overrides) -> BonConfig:
     values = dict(policy="replay:guesser", out=str(tmp_path / "bon"), proxies=["bt", "grm-sft"],
@@ -47,8 +20,8 @@ def _config(tmp_path, **overrides) -> BonConfig:
     return BonConfig(**values)
 
 
-def test_study_writes_curves_and_a_rerun_reuses_everything(tmp_path, one_torch_thread):
-    policy = ArithmeticGuesser()
+def test_study_writes_curves_and_a_rerun_reuses_everything(tmp_path, one_torch_thread, arithmetic_guesser):
+    policy = arithmetic_guesser()
     result = run_bon(_config(tmp_path), policy=policy, echo=lambda line: None)
     out = tmp_path / "bon"
     assert set(result.curves) == {"bt", "grm-sft"}
@@ -72,8 +45,9 @@ def test_study_writes_curves_and_a_rerun_reuses_everything(tmp_path, one_torch_t
         assert curve.gold_mean.tolist() == result.curves[name].gold_mean.tolist()
 
 
-def test_label_noise_flips_training_labels_and_other_settings_need_another_folder(tmp_path, one_torch_thread):
-    noisy = run_bon(_config(tmp_path, proxies=["bt"], label_noise=0.25), policy=ArithmeticGuesser(),
+def test_label_noise_flips_training_labels_and_other_settings_need_another_folder(tmp_path, one_torch_thread,
+                                                                                  arithmetic_guesser):
+    noisy = run_bon(_config(tmp_path, proxies=["bt"], label_noise=0.25), policy=arithmetic_guesser(),
                     echo=lambda line: None)
     flipped = [pair for pair in noisy.pairs.pairs if pair.meta.get("label_flipped")]
     assert len(flipped) == len(noisy.pairs.flipped) == round(0.25 * len(noisy.pairs.pairs)) > 0
@@ -81,7 +55,7 @@ def test_label_noise_flips_training_labels_and_other_settings_need_another_folde
     written = {(record["chosen"][-1]["content"], record["rejected"][-1]["content"]) for record in map(json.loads, lines)}
     assert all((pair.chosen, pair.rejected) in written for pair in flipped)  # the proxy trains on the flipped labels
     with pytest.raises(Exception, match="other settings"):
-        run_bon(_config(tmp_path, proxies=["bt"], label_noise=0.0), policy=ArithmeticGuesser(), echo=lambda line: None)
+        run_bon(_config(tmp_path, proxies=["bt"], label_noise=0.0), policy=arithmetic_guesser(), echo=lambda line: None)
 
 
 def test_bad_options_are_one_line_errors(tmp_path, capsys):

@@ -9,7 +9,6 @@ import pytest
 
 from rewardlab.cli import main
 from rewardlab.repro.overopt import OveroptReproConfig, run_repro_overopt
-from tests.overopt.test_overopt_study import ArithmeticGuesser
 
 
 def _config(tmp_path, **overrides) -> OveroptReproConfig:
@@ -21,8 +20,8 @@ def _config(tmp_path, **overrides) -> OveroptReproConfig:
     return OveroptReproConfig(**values)
 
 
-def test_both_conditions_share_samples_and_write_one_report(tmp_path, one_torch_thread):
-    policy = ArithmeticGuesser()
+def test_both_conditions_share_samples_and_write_one_report(tmp_path, one_torch_thread, arithmetic_guesser):
+    policy = arithmetic_guesser()
     result = run_repro_overopt(_config(tmp_path), policy=policy, echo=lambda line: None)
     out = tmp_path / "overopt"
     assert set(result.studies) == {"clean", "noise-25"}
@@ -50,9 +49,9 @@ def test_both_conditions_share_samples_and_write_one_report(tmp_path, one_torch_
     assert again.studies["noise-25"].curves["bt"].gold_mean.tolist() == noisy.curves["bt"].gold_mean.tolist()
 
 
-def test_frozen_cache_changes_no_score(tmp_path, one_torch_thread):
-    with_cache = run_repro_overopt(_config(tmp_path / "a"), policy=ArithmeticGuesser(), echo=lambda line: None)
-    without = run_repro_overopt(_config(tmp_path / "b", frozen_cache_gb=0), policy=ArithmeticGuesser(),
+def test_frozen_cache_changes_no_score(tmp_path, one_torch_thread, arithmetic_guesser):
+    with_cache = run_repro_overopt(_config(tmp_path / "a"), policy=arithmetic_guesser(), echo=lambda line: None)
+    without = run_repro_overopt(_config(tmp_path / "b", frozen_cache_gb=0), policy=arithmetic_guesser(),
                                 echo=lambda line: None)
     for condition in ("clean", "noise-25"):
         for recipe, curve in with_cache.studies[condition].curves.items():
