@@ -24,7 +24,7 @@ from rewardlab import __version__
 from rewardlab.data.loaders import load_pairs
 from rewardlab.data.pair import PreferencePair
 from rewardlab.evaluate.stats import wilson_interval
-from rewardlab.files import save_figure_atomic, write_json_atomic, write_text_atomic
+from rewardlab.files import finish_figure, write_json_atomic, write_text_atomic
 from rewardlab.scoring import RewardScorer
 from rewardlab.train.config import TrainConfig
 from rewardlab.models.frozen_cache import FrozenLayerCache
@@ -145,11 +145,7 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     ax.set_ylabel("pairwise accuracy % (95% Wilson CI)")
     ax.set_ylim(0, 100)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    try:
-        save_figure_atomic(fig, path)
-    finally:
-        plt.close(fig)
+    finish_figure(fig, path)
 
 
 def run_demo(config: DemoConfig, echo=print) -> dict[str, Any]:

@@ -103,6 +103,18 @@ def save_figure_atomic(figure: Any, path: Path, *, dpi: int = 120) -> None:
     _replace_atomically(Path(path), lambda temporary: figure.savefig(temporary, dpi=dpi), suffix=suffix)
 
 
+def finish_figure(figure: Any, path: Path, *, dpi: int = 120) -> Path:
+    """Lay out, save atomically (`save_figure_atomic`) and close a matplotlib figure; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    try:
+        save_figure_atomic(figure, Path(path), dpi=dpi)
+    finally:
+        plt.close(figure)
+    return Path(path)
+
+
 def read_json_store(path: Path) -> dict[str, Any]:
     """The JSON object stored at ``path``, or {} if there is none or it cannot be read as one."""
     if not path.is_file():

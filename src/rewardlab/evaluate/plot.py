@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from rewardlab.evaluate.metrics import DATASET, SUBSET, Row  # noqa: E402
 from rewardlab.evaluate.runner import EvalResult  # noqa: E402
-from rewardlab.files import save_figure_atomic  # noqa: E402
+from rewardlab.files import finish_figure  # noqa: E402
 
 
 def plotted_rows(rows: list[Row]) -> list[Row]:
@@ -49,10 +49,4 @@ def plot_accuracy(result: EvalResult, path: str | Path) -> Path:
     axes.set_ylabel("accuracy (95% interval)")
     axes.set_title("Reward model accuracy by subset")
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    target = Path(path)
-    try:
-        save_figure_atomic(figure, target)
-    finally:
-        plt.close(figure)
-    return target
+    return finish_figure(figure, Path(path))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rewardlab.errors import ConfigError, RewardlabError
-from rewardlab.files import save_figure_atomic, write_text_atomic
+from rewardlab.files import finish_figure, write_text_atomic
 from rewardlab.overopt.estimator import (
     ESTIMATOR_NOTE,
     BonCurve,
@@ -341,18 +341,6 @@ def _check_axis(proxy_axis: str) -> None:
         raise ConfigError(f"proxy_axis must be 'right' or 'shared'; got {proxy_axis!r}")
 
 
-def _save(figure: Any, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    figure.tight_layout()
-    target = Path(path)
-    try:
-        save_figure_atomic(figure, target)
-    finally:
-        plt.close(figure)
-    return target
-
-
 def plot_curves(curves: Mapping[str, BonCurve], path: str | Path, *, title: str = DEFAULT_TITLE,
                 proxy_axis: str = "right") -> Path:
     """Write the shifted gold (solid) and proxy (dashed) curves with 95% bands to ``path`` (PNG, atomically).
@@ -367,7 +355,7 @@ def plot_curves(curves: Mapping[str, BonCurve], path: str | Path, *, title: str 
 
     figure, gold_axis = plt.subplots(figsize=(8.5, 5.2))
     _draw_curves(gold_axis, curves, title=title, proxy_axis=proxy_axis)
-    return _save(figure, path)
+    return finish_figure(figure, Path(path))
 
 
 def plot_panels(panels: Mapping[str, Mapping[str, BonCurve]], path: str | Path, *, title: str = DEFAULT_TITLE,
@@ -387,7 +375,7 @@ def plot_panels(panels: Mapping[str, Mapping[str, BonCurve]], path: str | Path, 
     for axis, (name, curves) in zip(axes[0], panels.items()):
         _draw_curves(axis, curves, title=name, proxy_axis=proxy_axis, gold_limits=shared)
     figure.suptitle(title, fontsize=12)
-    return _save(figure, path)
+    return finish_figure(figure, Path(path))
 
 
 # --------------------------------------------------------------------------------------------- everything

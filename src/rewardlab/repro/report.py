@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardlab.files import save_figure_atomic, write_text_atomic
+from rewardlab.files import finish_figure, write_text_atomic
 from rewardlab.repro.analysis import OOD_MEAN, Analysis, model_name
 from rewardlab.repro.config import ReproConfig
 from rewardlab.repro.evaluation import ID_DATASET, EvalPlan
@@ -274,12 +274,7 @@ def plot(analysis: Analysis, methods: Sequence[Method], plan: EvalPlan, path: Pa
     axes.set_ylabel(f"accuracy %, mean of {len(analysis.seeds)} seed(s), 95% interval")
     axes.set_title("GRM vs BT baselines, in and out of distribution")
     axes.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    try:
-        save_figure_atomic(figure, path)
-    finally:
-        plt.close(figure)
-    return path
+    return finish_figure(figure, path)
 
 
 def write_report(analysis: Analysis, context: ReportContext, out_dir: Path) -> dict[str, Path]:
