@@ -220,3 +220,34 @@ def test_policy_dtype_is_chosen_by_name_and_keys_the_sample_store(one_torch_thre
     assert sample_key("replay:x", ReplayPolicy(["a"])) == "replay:x"
     with pytest.raises(PolicyError, match="unknown policy dtype"):
         resolve_policy_dtype("int4", torch.device("cpu"))
+
+
+PROMPTS = [PROMPT, [{"role": "user", "content": "Name a colour."}],
+           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of a country?"}]]
+
+
+def test_many_prompts_sampled_together_give_each_prompts_own_samples(one_torch_thread):
+    """Left-padded prompts decoded as one batch: the same samples (indices, streams) as one prompt at a time."""
+    policy = HFPolicy("tiny-random", device="cpu")
+    settings = SamplingSettings(temperature=1.0, max_new_tokens=10, seed=4)
+    alone = [policy.sample_tokens(messages, 3, settings, start=2).tokens for messages in PROMPTS]
+    policy.sample_batch = 6  # two prompts per decoding batch: a second chunk with one prompt
+    together = [s.tokens for s in policy.sample_tokens_many(PROMPTS, 3, settings, start=2)]
+    assert together == alone
+    assert len({len(policy.prompt_ids(policy.prompt_text(m), 10)) for m in PROMPTS}) == 3  # padding was needed
+
+
+def test_continuation_logprobs_sum_the_sampled_tokens_and_the_stop(one_torch_thread):
+    policy = HFPolicy("tiny-random", device="cpu")
+    settings = SamplingSettings(temperature=0.7, max_new_tokens=6, seed=1)
+    rows = [policy.sample_tokens(PROMPT, 2, settings).tokens[0], [5, 6], []]
+    got = policy.continuation_logprobs(PROMPT, rows, settings)
+    prompt_ids = policy.prompt_ids(policy.prompt_text(PROMPT), 6)
+    for tokens, value in zip(rows, got):
+        logps = torch.log_softmax(_full_forward_logits(policy, prompt_ids, tokens) / 0.7, dim=-1)
+        expected = sum(float(logps[i, t]) for i, t in enumerate(tokens))
+        if len(tokens) < 6:  # ended early: the probability of stopping there
+            expected += float(torch.logsumexp(logps[len(tokens), policy.eos_ids()], dim=0))
+        assert value == pytest.approx(expected, abs=1e-4)
+    many = policy.continuation_logprobs_many([PROMPT, PROMPTS[1]], [rows, rows[:1]], settings, batch_rows=2)
+    assert many[0] == pytest.approx(got, abs=1e-4) and len(many[1]) == 1

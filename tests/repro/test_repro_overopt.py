@@ -15,7 +15,7 @@ def _config(tmp_path, **overrides) -> OveroptReproConfig:
     values = dict(out=str(tmp_path / "overopt"), policy="replay:guesser", proxy_model="tiny-random",
                   proxies=("bt", "ensemble?k=2&combine=mean&lambda=1"), eval_prompts=6, train_prompts=6, k=8,
                   train_k=6, pairs_per_prompt=4, proxy_steps=3, proxy_batch_size=4, proxy_trainable_top_layers=1,
-                  bootstrap=50, progress=False, families=("arithmetic",), extra={"proxy_max_length": 128})
+                  bootstrap=50, progress=False, families=("arithmetic",), extra={"proxy_max_length": 128}, rl_steps=0)
     values.update(overrides)
     return OveroptReproConfig(**values)
 
@@ -72,3 +72,23 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
     assert list(biased.conditions()) == ["clean", "noise-25", "longer-chosen-90"]
     study = biased.study("longer-chosen-90")
     assert study.longer_chosen == 0.9 and study.label_noise == 0.0 and study.samples_dir == biased.study("clean").samples_dir
+
+
+def test_rl_step_runs_after_best_of_n_and_the_report_shows_both(tmp_path, one_torch_thread, arithmetic_guesser):
+    config = _config(tmp_path, rl_steps=2, rl_proxies=("bt",), rl_conditions=("clean",), max_new_tokens=8,
+                     rl={"policy": "tiny-random", "eval_every": 1, "eval_prompts": 2, "eval_samples": 2,
+                         "batch_size": 4, "num_generations": 2})
+    result = run_repro_overopt(config, policy=arithmetic_guesser(), echo=lambda line: None)
+    out = tmp_path / "overopt"
+    assert list(result.rl) == ["clean"] and list(result.rl["clean"].curves) == ["bt"]
+    assert [e["step"] for e in result.rl["clean"].runs["bt"].evals] == [0, 1, 2]
+    rows = list(csv.DictReader((out / "overopt_rl.csv").open()))
+    assert {(r["condition"], r["recipe"]) for r in rows} == {("clean", "bt")} and len(rows) == 3
+    assert (out / "overopt_rl.png").stat().st_size > 1000
+    assert (out / "clean" / "rl" / "rl_report.md").is_file() and (out / "clean" / "rl" / "bt" / "generations.jsonl").is_file()
+    report = (out / "overopt.md").read_text()
+    assert "## Best-of-N and RL side by side" in report and "RL, condition clean" in report
+    with pytest.raises(Exception, match="RL proxies grm-sft are not among the best-of-N proxies"):
+        _config(tmp_path, rl_steps=2, rl_proxies=("grm-sft",), rl={"policy": "tiny-random"})
+    with pytest.raises(Exception, match="not an hf: policy"):
+        _config(tmp_path, rl_steps=2, rl_proxies=("bt",))

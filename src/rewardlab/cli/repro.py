@@ -94,7 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _register_overopt(experiments: argparse._SubParsersAction) -> None:
     import dataclasses
 
-    from rewardlab.repro.overopt import BUDGET_NOTE, DEFAULT_PROXIES, OveroptReproConfig
+    from rewardlab.cli.rl import add_rl_arguments
+    from rewardlab.repro.overopt import BUDGET_NOTE, DEFAULT_PROXIES, DEFAULT_RL_PROXIES, OveroptReproConfig
 
     d = {f.name: f.default for f in dataclasses.fields(OveroptReproConfig) if f.default is not dataclasses.MISSING}
     p = experiments.add_parser(
@@ -148,6 +149,12 @@ def _register_overopt(experiments: argparse._SubParsersAction) -> None:
         p.add_argument(flag, dest=name, type=kind, default=d[name], help=f"{text} (default: %(default)s)")
     p.add_argument("--proxy-bf16", dest="proxy_bf16", action="store_true",
                    help="bf16 mixed precision for proxy training (GPUs)")
+    rl_group = p.add_argument_group("RL step", "after best-of-N, RL with TRL against some proxies (--rl-steps 0 skips it)")
+    rl_group.add_argument("--rl-proxy", dest="rl_proxies", action="append", metavar="RECIPE",
+                          help="proxy to optimize against, repeatable (default: %s)" % ", ".join(DEFAULT_RL_PROXIES))
+    rl_group.add_argument("--rl-condition", dest="rl_conditions", action="append", metavar="CONDITION",
+                          help="label condition of the RL step, repeatable: clean, noise-25, ... (default: clean)")
+    add_rl_arguments(rl_group, prefix="rl-")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=_run_overopt)
 
@@ -156,6 +163,8 @@ def _run_overopt(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
+    from rewardlab.cli.rl import rl_config_from
+    from rewardlab.overopt.config import RLConfig
     from rewardlab.repro.overopt import OveroptReproConfig, run_repro_overopt
 
     names = ("out", "policy", "base_url", "policy_dtype", "families", "gold", "proxy_model", "label_noise",
@@ -164,6 +173,17 @@ def _run_overopt(args: argparse.Namespace) -> int:
     fields = {name: getattr(args, name) for name in names}
     if args.proxies:
         fields["proxies"] = tuple(args.proxies)
+    if args.rl_proxies:
+        fields["rl_proxies"] = tuple(args.rl_proxies)
+    if args.rl_conditions:
+        fields["rl_conditions"] = tuple(args.rl_conditions)
+    rl = rl_config_from(args, prefix="rl-")
+    fields["rl_steps"] = rl.steps
+    defaults = RLConfig()
+    fields["rl"] = {name: getattr(rl, name) for name in ("trainer", "batch_size", "num_generations", "lr", "beta",
+                                                         "lora", "lora_r", "eval_every", "eval_prompts", "eval_samples",
+                                                         "bf16", "use_vllm", "gradient_checkpointing")
+                    if getattr(rl, name) != getattr(defaults, name)}
     config = OveroptReproConfig(**fields)
     run_repro_overopt(config, command="rewardlab " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None)
     return 0

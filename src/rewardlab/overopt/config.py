@@ -111,3 +111,71 @@ class BonConfig:
 
 _ADDED_LATER = {"longer_chosen": None, "proxy_bf16": False}
 """Settings added after the first studies were written, with the value those studies implicitly had."""
+
+
+RL_TRAINERS = ("grpo", "rloo")
+
+
+@dataclass
+class RLConfig:
+    """Everything one RL over-optimization run needs besides its proxies (`rewardlab rl-overopt run`).
+
+    The policy is optimized against each proxy with TRL's `GRPOTrainer` (``trainer="rloo"``: `RLOOTrainer`);
+    every ``eval_every`` steps ``eval_samples`` responses to each of ``eval_prompts`` held-out prompts are
+    drawn and scored by the proxy and the gold, with the KL to the initial policy. The defaults fit a 2-core
+    CPU: `smollm2-135m` with LoRA, 16 completions of at most 48 tokens per step.
+    """
+
+    policy: str = "smollm2-135m"  # any causal LM: an alias, a hub id or a folder
+    out: str = "rl-output"
+    trainer: str = "grpo"
+    steps: int = 60
+    batch_size: int = 16  # completions per optimizer step (prompts per step: batch_size / num_generations)
+    num_generations: int = 4
+    lr: float = 5e-4
+    beta: float = 0.01  # KL coefficient (TRL's); > 0, so TRL computes and logs its KL estimate
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    eval_every: int = 10
+    eval_prompts: int = 24
+    eval_samples: int = 4
+    seed: int = 0
+    bf16: bool = False  # GPUs
+    use_vllm: bool = False  # TRL's vLLM generation (GPUs with vllm installed)
+    gradient_checkpointing: bool = False  # TRL's default is on; off is faster for small policies
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.trainer not in RL_TRAINERS:
+            raise ConfigError(f"trainer must be one of {', '.join(RL_TRAINERS)}, got {self.trainer!r}")
+        for name in ("steps", "batch_size", "eval_every", "eval_prompts", "max_new_tokens", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_generations < 2 or self.eval_samples < 1:
+            raise ConfigError(f"num_generations must be at least 2 and eval_samples at least 1 "
+                              f"(got {self.num_generations}, {self.eval_samples})")
+        if self.batch_size % self.num_generations:
+            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
+                              f"({self.num_generations}): each prompt gets num_generations completions")
+        if self.beta < 0 or self.lr <= 0 or self.temperature <= 0:
+            raise ConfigError(f"beta must be >= 0 and lr, temperature > 0 (got {self.beta}, {self.lr}, "
+                              f"{self.temperature})")
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.batch_size // self.num_generations
+
+    def eval_sampling(self) -> SamplingSettings:
+        """The held-out sampling settings: the same seeds at every evaluation, so steps compare sample by sample."""
+        return SamplingSettings(temperature=self.temperature, top_p=1.0, max_new_tokens=self.max_new_tokens,
+                                seed=self.seed + 2_000_003)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that define a run's results (a rerun with others is refused)."""
+        values = dataclasses.asdict(self)
+        for name in ("out", "progress", "steps", "use_vllm", "gradient_checkpointing"):  # more steps extend a run
+            values.pop(name)
+        return values

@@ -506,3 +506,65 @@ def fit_gao_bon(kl: Any, gold: Any, *, shift: bool = True) -> GaoFit:
 def fit_curve(curve: BonCurve) -> GaoFit:
     """`fit_gao_bon` on a curve's gold gains over N=1 (``offset`` is the curve's gold at N=1)."""
     return replace(fit_gao_bon(curve.kl, curve.gold_shifted, shift=False), offset=curve.gold_start.value)
+
+
+@dataclass(frozen=True)
+class GaoRLFit:
+    """Least-squares fit of Gao et al.'s RL form gold(d) = d(α − β·log d), d = √KL, to the gold gain over step 0.
+
+    The peak is where the derivative α − β(log d + 1) vanishes: d* = exp(α/β − 1), KL* = d*², gain β·d*; it
+    exists only when β > 0 (otherwise ``has_peak`` is False and ``reason`` says why).
+    """
+
+    alpha: float
+    beta: float
+    peak_kl: float | None
+    peak_gold: float | None
+    r2: float
+    has_peak: bool
+    peak_within_data: bool | None
+    points: int
+    max_kl: float
+    reason: str = ""
+
+    def predict(self, kl: float | np.ndarray) -> float | np.ndarray:
+        """The fitted gold gain at ``kl`` (0 at KL 0)."""
+        d = np.sqrt(np.asarray(kl, dtype=float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = np.where(d > 0, d * (self.alpha - self.beta * np.log(np.where(d > 0, d, 1.0))), 0.0)
+        return float(gain) if gain.ndim == 0 else gain
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "beta": self.beta, "r2": self.r2, "has_peak": self.has_peak,
+                "peak_kl": self.peak_kl, "peak_gold": self.peak_gold, "peak_within_data": self.peak_within_data,
+                "points": self.points, "max_kl": self.max_kl, "reason": self.reason}
+
+
+def fit_gao_rl(kl: Any, gain: Any) -> GaoRLFit:
+    """Fit gold gain = d(α − β log d), d = √KL, through the origin by least squares (points with KL <= 0 carry
+    no information for a form that is 0 there and are left out)."""
+    x, y = np.asarray(kl, dtype=float).ravel(), np.asarray(gain, dtype=float).ravel()
+    if x.shape != y.shape or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+        raise ConfigError("the Gao RL fit needs equally many finite KL and gold values")
+    keep = x > 0
+    x, y = x[keep], y[keep]
+    if len(np.unique(x)) < 2:
+        raise ConfigError("the Gao RL fit needs gold at two or more KL values above 0")
+    d = np.sqrt(x)
+    design = np.column_stack([d, -d * np.log(d)])
+    (alpha, beta), *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = float(np.sum((y - design @ np.array([alpha, beta])) ** 2))
+    total = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - residual / total if total > 0 else (1.0 if residual == 0 else math.nan)
+    alpha, beta = float(alpha), float(beta)
+    common = dict(alpha=alpha, beta=beta, r2=r2, points=int(x.size), max_kl=float(x.max()))
+    if beta <= 0:
+        return GaoRLFit(**common, peak_kl=None, peak_gold=None, has_peak=False, peak_within_data=None,
+                        reason="no peak within the fitted form: β <= 0, the fitted gold never falls")
+    exponent = alpha / beta - 1.0
+    if exponent > 350:  # d* beyond any float: the peak is so far out that it is no peak
+        return GaoRLFit(**common, peak_kl=None, peak_gold=None, has_peak=False, peak_within_data=False,
+                        reason="the fitted peak lies beyond any reachable KL")
+    peak_d = math.exp(exponent)
+    return GaoRLFit(**common, peak_kl=peak_d * peak_d, peak_gold=beta * peak_d, has_peak=True,
+                    peak_within_data=bool(peak_d * peak_d <= x.max()))

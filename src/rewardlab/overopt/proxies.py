@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from rewardlab.data.loaders import parse_spec
-from rewardlab.data.pair import PreferencePair
+from rewardlab.data.pair import Message, PreferencePair
 from rewardlab.data.report import DataError
 from rewardlab.errors import ConfigError, UserFileError
 from rewardlab.files import read_json_store, write_json_atomic, write_text_atomic
@@ -224,6 +224,10 @@ class ProxyScorer:
         if len(self.members) == 1 and self.calibration is None:
             return [float(v) for v in self.members[0].score(prompts, responses)]
         return combine_scores(self.member_scores(prompts, responses), self.combine, self.lam).tolist()
+
+    def score_conversations(self, messages: Sequence[Sequence[Message]], responses: Sequence[str]) -> list[float]:
+        """`score` for bare chat-message prompts (the interface of `rewardlab.integrations.trl.RewardFunction`)."""
+        return self.score([BonPrompt(f"conversation/{i}", tuple(m)) for i, m in enumerate(messages)], responses)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "proxy", "name": self.name, "members": [m.describe() for m in self.members],

@@ -250,7 +250,7 @@ def _n_ticks(largest: int) -> list[int]:
     return ticks
 
 
-def _align_zero(axes: Sequence[Any], extents: Sequence[tuple[float, float]]) -> None:
+def align_zero(axes: Sequence[Any], extents: Sequence[tuple[float, float]]) -> None:
     """Give every axis the y-limits that hold its (low, high) extent and put 0 at the same height on all of them."""
     spans = []
     for low, high in extents:
@@ -281,7 +281,7 @@ def _n_to_kl(n: np.ndarray) -> np.ndarray:
     return np.asarray(kl_bon(np.clip(np.nan_to_num(np.asarray(n, dtype=float), nan=1.0), 1.0, 1e20)))
 
 
-def _draw_curves(gold_axis: Any, curves: Mapping[str, BonCurve], *, title: str, proxy_axis: str,
+def draw_curves(gold_axis: Any, curves: Mapping[str, BonCurve], *, title: str, proxy_axis: str,
                  gold_limits: tuple[float, float] | None = None) -> None:
     """Draw shifted gold (solid) and proxy (dashed) curves with 95% bands on ``gold_axis`` (see `plot_curves`).
 
@@ -312,11 +312,11 @@ def _draw_curves(gold_axis: Any, curves: Mapping[str, BonCurve], *, title: str, 
                 Line2D([], [], color="black", linestyle="--", label="proxy (gain over N=1)")]
     if proxy_axes is gold_axis:
         gold_axis.set_ylabel("score gain over N=1 (gold solid, proxy dashed)")
-        _align_zero([gold_axis], [tuple(extents["gold"])])
+        align_zero([gold_axis], [tuple(extents["gold"])])
     else:
         gold_axis.set_ylabel("gold score gain over N=1 (solid)")
         proxy_axes.set_ylabel("proxy score gain over N=1 (dashed)")
-        _align_zero([gold_axis, proxy_axes], [tuple(extents["gold"]), tuple(extents["proxy"])])
+        align_zero([gold_axis, proxy_axes], [tuple(extents["gold"]), tuple(extents["proxy"])])
     gold_axis.axhline(0.0, color="grey", linewidth=0.8)
     largest_kl = max(float(curve.kl[-1]) for curve in curves.values())
     gold_axis.set_xlim(0.0, max(largest_kl, 1e-6) * 1.02)
@@ -329,7 +329,7 @@ def _draw_curves(gold_axis: Any, curves: Mapping[str, BonCurve], *, title: str, 
     gold_axis.legend(handles=handles, fontsize=8, loc="best")
 
 
-def _gold_extent(curves: Mapping[str, BonCurve]) -> tuple[float, float]:
+def gold_extent(curves: Mapping[str, BonCurve]) -> tuple[float, float]:
     values = [np.asarray(getattr(c, name), dtype=float) for c in curves.values()
               for name in ("gold_shifted", "gold_shifted_low", "gold_shifted_high")]
     finite = np.concatenate([v[~np.isnan(v)] for v in values] + [np.zeros(1)])
@@ -354,7 +354,7 @@ def plot_curves(curves: Mapping[str, BonCurve], path: str | Path, *, title: str 
     import matplotlib.pyplot as plt
 
     figure, gold_axis = plt.subplots(figsize=(8.5, 5.2))
-    _draw_curves(gold_axis, curves, title=title, proxy_axis=proxy_axis)
+    draw_curves(gold_axis, curves, title=title, proxy_axis=proxy_axis)
     return finish_figure(figure, Path(path))
 
 
@@ -369,11 +369,11 @@ def plot_panels(panels: Mapping[str, Mapping[str, BonCurve]], path: str | Path, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    extents = [_gold_extent(curves) for curves in panels.values()]
+    extents = [gold_extent(curves) for curves in panels.values()]
     shared = (min(low for low, _ in extents), max(high for _, high in extents))
     figure, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 5.2), squeeze=False)
     for axis, (name, curves) in zip(axes[0], panels.items()):
-        _draw_curves(axis, curves, title=name, proxy_axis=proxy_axis, gold_limits=shared)
+        draw_curves(axis, curves, title=name, proxy_axis=proxy_axis, gold_limits=shared)
     figure.suptitle(title, fontsize=12)
     return finish_figure(figure, Path(path))
 

@@ -33,9 +33,9 @@ from rewardlab.overopt.estimator import BonCurve, bon_curve, spaced_ns
 from rewardlab.overopt.config import BonConfig
 from rewardlab.overopt.gold import ModelGold, SyntheticGold, score_samples, synthetic_prompts
 from rewardlab.overopt.pairs import PairSet, apply_label_noise, pairs_from_samples
-from rewardlab.overopt.proxies import resolve_recipe, train_proxy
+from rewardlab.overopt.proxies import ProxyRecipe, TrainedProxy, resolve_recipe, train_proxy
 from rewardlab.overopt.report import write_report
-from rewardlab.overopt.samples import PromptSamples, SampleStore
+from rewardlab.overopt.samples import BonPrompt, PromptSamples, SampleStore
 from rewardlab.policies.base import SamplingPolicy
 from rewardlab.policies.spec import PolicySettings, make_policy
 
@@ -65,7 +65,8 @@ def _check_folder(out: Path, config: BonConfig) -> None:
     write_json_atomic(path, {"identity": config.identity(), "machine": describe_machine()})
 
 
-def _gold_scorer(config: BonConfig) -> Any:
+def gold_scorer(config: BonConfig) -> Any:
+    """The gold the study names: the programmatic synthetic gold or a reward model."""
     return SyntheticGold() if config.gold == "synthetic" else ModelGold(config.gold, progress=config.progress)
 
 
@@ -91,6 +92,61 @@ def sample_key(spec: str, policy: Any) -> str:
     return spec if name == "float32" else f"{spec}@{name}"
 
 
+def study_prompts(config: BonConfig) -> tuple[list[BonPrompt], list[BonPrompt]]:
+    """The study's training and evaluation prompts (distinct; the same in every run of the settings)."""
+    prompts = synthetic_prompts(config.train_prompts + config.eval_prompts, config.seed, config.families)
+    return prompts[: config.train_prompts], prompts[config.train_prompts:]
+
+
+def proxy_folder(out: Path, recipe: ProxyRecipe) -> Path:
+    """Where a study in ``out`` keeps the proxy of ``recipe``."""
+    return Path(out) / "proxies" / recipe.label.replace("?", "_").replace("&", "_").replace("/", "_")
+
+
+def proxy_pairs(config: BonConfig, train_samples: Sequence[PromptSamples], train_gold: Sequence[Sequence[float]]
+                ) -> PairSet:
+    """The gold-labelled pairs every proxy of the study trains on (length-biased and label noise as set)."""
+    pairs = pairs_from_samples(train_samples, train_gold, pairs_per_prompt=config.pairs_per_prompt, seed=config.seed,
+                               longer_chosen=config.longer_chosen)
+    return apply_label_noise(pairs, config.label_noise, config.seed) if config.label_noise else pairs
+
+
+def make_study_policy(config: BonConfig) -> SamplingPolicy:
+    """The policy ``config.policy`` names, with the study's sampling settings."""
+    return make_policy(config.policy, PolicySettings(base_url=config.base_url, max_new_tokens=config.max_new_tokens,
+                                                     temperature=config.temperature, seed=config.seed,
+                                                     dtype=config.policy_dtype))
+
+
+def sample_store(config: BonConfig, policy: Any, name: str) -> SampleStore:
+    """The study's ``train`` or ``eval`` sample store."""
+    samples_dir = Path(config.samples_dir) if config.samples_dir else Path(config.out) / "samples"
+    return SampleStore(samples_dir / name, sample_key(config.policy, policy), config.sampling(training=name == "train"))
+
+
+def train_study_proxies(config: BonConfig, *, echo: Callable[[str], None] = print,
+                        policy: SamplingPolicy | None = None,
+                        frozen_cache: FrozenLayerCache | None = None) -> dict[str, TrainedProxy]:
+    """Steps 1–4 of `run_bon` without the evaluation samples: the study's proxies, trained (or found trained)."""
+    out = Path(config.out)
+    _check_folder(out, config)
+    train_prompts, _ = study_prompts(config)
+    policy = policy or make_study_policy(config)
+    train_samples = sample_store(config, policy, "train").get(policy, train_prompts, config.train_k,
+                                                              progress=config.progress)
+    gold = gold_scorer(config)
+    train_gold = _cached_scores(out / SCORES_FILE, "gold/train", train_samples,
+                                lambda: score_samples(gold, train_samples))
+    pairs = proxy_pairs(config, train_samples, train_gold)
+    echo(f"proxy training pairs: {len(pairs.pairs)} ({pairs.describe()})")
+    trained = {}
+    for spec in config.proxies:
+        recipe = resolve_recipe(spec)
+        trained[recipe.label] = train_proxy(recipe, pairs, proxy_folder(out, recipe), base=config.proxy_training(),
+                                            echo=echo, frozen_cache=frozen_cache)
+    return trained
+
+
 def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: str | None = None,
             policy: SamplingPolicy | None = None, frozen_cache: FrozenLayerCache | None = None,
             title: str | None = None) -> BonResult:
@@ -109,41 +165,31 @@ def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: 
         frozen_cache = FrozenLayerCache(int(config.frozen_cache_gb * 2**30))
 
     # 1. prompts: training and evaluation prompts are distinct (prompts are distinct within a study)
-    prompts = synthetic_prompts(config.train_prompts + config.eval_prompts, config.seed, config.families)
-    train_prompts, eval_prompts = prompts[: config.train_prompts], prompts[config.train_prompts:]
+    train_prompts, eval_prompts = study_prompts(config)
 
     # 2. samples, cached on disk
-    if policy is None:
-        policy = make_policy(config.policy, PolicySettings(base_url=config.base_url, max_new_tokens=config.max_new_tokens,
-                                                           temperature=config.temperature, seed=config.seed,
-                                                           dtype=config.policy_dtype))
-    samples_dir = Path(config.samples_dir) if config.samples_dir else out / "samples"
-    stores = {name: SampleStore(samples_dir / name, sample_key(config.policy, policy),
-                                config.sampling(training=name == "train"))
-              for name in ("train", "eval")}
+    policy = policy or make_study_policy(config)
+    stores = {name: sample_store(config, policy, name) for name in ("train", "eval")}
     train_samples = stores["train"].get(policy, train_prompts, config.train_k, progress=config.progress)
     eval_samples = stores["eval"].get(policy, eval_prompts, config.k, progress=config.progress)
     echo(f"samples: {config.train_prompts} training prompts x {config.train_k}, {config.eval_prompts} evaluation "
          f"prompts x {config.k} ({stores['train'].generated + stores['eval'].generated} newly drawn)")
 
     # 3. gold
-    gold = _gold_scorer(config)
+    gold = gold_scorer(config)
     scores_path = out / SCORES_FILE
     train_gold = _cached_scores(scores_path, "gold/train", train_samples, lambda: score_samples(gold, train_samples))
     eval_gold = _cached_scores(scores_path, "gold/eval", eval_samples, lambda: score_samples(gold, eval_samples))
 
     # 4. proxies, trained on gold-labelled pairs of the training prompts' responses
-    pairs = pairs_from_samples(train_samples, train_gold, pairs_per_prompt=config.pairs_per_prompt, seed=config.seed,
-                               longer_chosen=config.longer_chosen)
-    if config.label_noise:
-        pairs = apply_label_noise(pairs, config.label_noise, config.seed)
+    pairs = proxy_pairs(config, train_samples, train_gold)
     echo(f"proxy training pairs: {len(pairs.pairs)} ({pairs.describe()})")
     curves: dict[str, BonCurve] = {}
     ns = config.ns or sorted({1, *spaced_ns(config.k, 16), config.k})
     for spec in config.proxies:
         recipe = resolve_recipe(spec)
-        folder = out / "proxies" / recipe.label.replace("?", "_").replace("&", "_").replace("/", "_")
-        trained = train_proxy(recipe, pairs, folder, base=config.proxy_training(), echo=echo, frozen_cache=frozen_cache)
+        trained = train_proxy(recipe, pairs, proxy_folder(out, recipe), base=config.proxy_training(), echo=echo,
+                              frozen_cache=frozen_cache)
         proxy = trained.scorer(progress=config.progress, frozen_cache=frozen_cache)
         proxy_scores = _cached_scores(scores_path, f"proxy/{recipe.label}", eval_samples,
                                       lambda: score_samples(proxy, eval_samples))

@@ -69,6 +69,25 @@ class HFPolicy:
         self.dtype = resolve_policy_dtype(dtype, self.device)
         self.model, self.tokenizer = load_backbone(model_name, dtype=self.dtype)
         self.model.to(self.device).eval()
+        self._set_sampling(max_new_tokens, temperature, top_p, seed, sample_batch)
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, *, name: str = "model", max_new_tokens: int = 512,
+                   temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+                   sample_batch: int | None = None) -> "HFPolicy":
+        """A policy over a model already in memory (e.g. one being trained, a PEFT model included), as it is:
+        its device, dtype and train/eval mode are left to the caller."""
+        if max_new_tokens <= 0:
+            raise PolicyError(f"max_new_tokens must be positive, got {max_new_tokens}")
+        policy = cls.__new__(cls)
+        policy.model_name, policy.model, policy.tokenizer = name, model, tokenizer
+        parameter = next(model.parameters())
+        policy.device, policy.dtype = parameter.device, parameter.dtype
+        policy._set_sampling(max_new_tokens, temperature, top_p, seed, sample_batch)
+        return policy
+
+    def _set_sampling(self, max_new_tokens: int, temperature: float, top_p: float, seed: int,
+                      sample_batch: int | None) -> None:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
@@ -155,6 +174,90 @@ class HFPolicy:
                     step_logits = _join_steps(step_logits, chunk.step_logits, len(tokens) - count)
         return SampledTokens(tokens, step_logits)
 
+    def sample_tokens_many(self, prompts: list[list[Message]], k: int, settings: SamplingSettings, *,
+                           start: int = 0) -> list[SampledTokens]:
+        """`sample_tokens` for several prompts at once: left-padded prompts prefilled together, then all their
+        samples decoded as one batch (one decoding step serves every row, which on a CPU costs little more
+        than one). Sample ``j`` of a prompt uses the same random stream as in `sample_tokens`, so the two
+        give the same samples up to float rounding."""
+        check_sample_request(k, start)
+        if not prompts:
+            return []
+        texts = [self.prompt_text(messages) for messages in prompts]
+        ids = [self.prompt_ids(text, settings.max_new_tokens) for text in texts]
+        longest = max(len(row) for row in ids) + settings.max_new_tokens
+        rows = self.sample_batch or self._rows_that_fit(longest)
+        per_chunk = max(1, rows // k)
+        results: list[SampledTokens] = []
+        stop_ids = self.eos_ids()
+        with self._lock, torch.inference_mode():
+            for begin in range(0, len(prompts), per_chunk):
+                chunk = list(range(begin, min(begin + per_chunk, len(prompts))))
+                width = max(len(ids[i]) for i in chunk)
+                inputs = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
+                mask = torch.zeros_like(inputs)
+                for row, i in enumerate(chunk):
+                    inputs[row, width - len(ids[i]):] = torch.tensor(ids[i], dtype=torch.long)
+                    mask[row, width - len(ids[i]):] = 1
+                inputs, mask = inputs.to(self.device), mask.to(self.device)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                options = {"logits_to_keep": 1} if _accepts(self._base_model(), "logits_to_keep") else {}
+                prefill = self.model(input_ids=inputs, attention_mask=mask, position_ids=positions, use_cache=True,
+                                     **options)
+                prefill.cache.batch_repeat_interleave(k)
+                uniforms = torch.cat([sample_uniforms(settings, texts[i], start, k, device=self.device) for i in chunk])
+                decoded = decode_rows(self.model, prefill.cache, prefill.logits[:, -1, :].repeat_interleave(k, 0),
+                                      uniforms, settings, stop_ids, attention_mask=mask.repeat_interleave(k, 0))
+                for row in range(len(chunk)):
+                    results.append(SampledTokens(decoded.tokens[row * k:(row + 1) * k]))
+        return results
+
+    def _base_model(self) -> Any:
+        """The transformers model under any PEFT wrapper (whose forward takes only ``**kwargs``)."""
+        return self.model.get_base_model() if callable(getattr(self.model, "get_base_model", None)) else self.model
+
+    def continuation_logprobs(self, messages: list[Message], continuations: list[list[int]],
+                              settings: SamplingSettings) -> list[float]:
+        """Log-probability of each sampled continuation (token ids, EOS excluded, as `sample_tokens` returns
+        them) under the model at ``settings.temperature``: its tokens, plus stopping where it is shorter than
+        ``settings.max_new_tokens`` (the probability of any EOS id). Top-p is not applied.
+
+        The mean over samples of log π − log π_ref is the usual unbiased estimate of the sequence KL.
+        """
+        return self.continuation_logprobs_many([messages], [continuations], settings)[0]
+
+    def continuation_logprobs_many(self, prompts: list[list[Message]], continuations: list[list[list[int]]],
+                                   settings: SamplingSettings, *, batch_rows: int = 16) -> list[list[float]]:
+        """`continuation_logprobs` for several prompts (``continuations[i]`` answer ``prompts[i]``), batched."""
+        if len(prompts) != len(continuations):
+            raise PolicyError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
+        flat = [(self.prompt_ids(self.prompt_text(messages), settings.max_new_tokens), list(tokens))
+                for messages, rows in zip(prompts, continuations) for tokens in rows]
+        stops = torch.tensor(self.eos_ids(), dtype=torch.long)
+        totals: list[float] = []
+        with self._lock, torch.inference_mode():
+            for begin in range(0, len(flat), batch_rows):
+                batch = flat[begin:begin + batch_rows]
+                width = max(len(ids) + len(tokens) for ids, tokens in batch)
+                inputs = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
+                mask = torch.zeros_like(inputs)
+                for row, (ids, tokens) in enumerate(batch):
+                    inputs[row, : len(ids) + len(tokens)] = torch.tensor(ids + tokens, dtype=torch.long)
+                    mask[row, : len(ids) + len(tokens)] = 1
+                logits = self.model(input_ids=inputs.to(self.device), attention_mask=mask.to(self.device)).logits
+                for row, (ids, tokens) in enumerate(batch):
+                    steps = logits[row, len(ids) - 1: len(ids) + len(tokens)].float().cpu()
+                    logps = torch.log_softmax(steps / settings.temperature, dim=-1)
+                    total = float(logps[torch.arange(len(tokens)), torch.tensor(tokens, dtype=torch.long)].sum())
+                    if len(tokens) < settings.max_new_tokens:
+                        total += float(torch.logsumexp(logps[len(tokens), stops], dim=0))
+                    totals.append(total)
+        out, index = [], 0
+        for rows in continuations:
+            out.append(totals[index:index + len(rows)])
+            index += len(rows)
+        return out
+
     def eos_ids(self) -> list[int]:
         """Every token id that ends a reply: the generation config's EOS ids and the tokenizer's."""
         found: list[int] = []
@@ -235,17 +338,25 @@ def pick_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float
 
 
 def decode_rows(model: Any, cache: Any, first_logits: torch.Tensor, uniforms: torch.Tensor,
-                settings: SamplingSettings, stop_ids: list[int], *, keep_logits: bool = False) -> SampledTokens:
-    """Decode ``len(uniforms)`` continuations of one prefilled prompt (``cache`` holds its one row).
+                settings: SamplingSettings, stop_ids: list[int], *, keep_logits: bool = False,
+                attention_mask: torch.Tensor | None = None) -> SampledTokens:
+    """Decode ``len(uniforms)`` continuations of prefilled prompts.
 
-    ``first_logits`` ``[1, vocab]`` are the prompt's last-position logits. The cache is repeated to one
-    row per sample (in place); rows that reached a stop id are removed from it once a quarter of the
-    batch has finished, so late steps do not pay for finished rows.
+    With ``first_logits`` ``[1, vocab]`` (one prompt's last-position logits) the cache holds that prompt's
+    one row and is repeated to one row per sample (in place). With ``[rows, vocab]`` the cache already
+    holds one row per sample, and ``attention_mask`` ``[rows, prompt width]`` marks left padding (positions
+    then continue from each row's own length). Rows that reached a stop id are removed from the cache once
+    a quarter of the batch has finished, so late steps do not pay for finished rows.
     """
     rows, steps = uniforms.shape
     device = first_logits.device
-    cache.batch_repeat_interleave(rows)
-    logits = first_logits.expand(rows, -1)
+    if first_logits.shape[0] == 1:
+        cache.batch_repeat_interleave(rows)
+        logits = first_logits.expand(rows, -1)
+    else:
+        logits = first_logits
+    mask = attention_mask
+    positions = mask.sum(-1) if mask is not None else None
     stops = torch.tensor(stop_ids, device=device, dtype=torch.long)
     generated = torch.zeros((rows, steps), dtype=torch.long, device=device)
     lengths = torch.full((rows,), steps, dtype=torch.long, device=device)
@@ -270,9 +381,17 @@ def decode_rows(model: Any, cache: Any, first_logits: torch.Tensor, uniforms: to
                 keep = (~finished).nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
                 batch_rows, tokens, finished = batch_rows[keep], tokens[keep], finished[keep]
+                if mask is not None:
+                    mask, positions = mask[keep], positions[keep]
         if step + 1 == steps:
             break
-        output = model(input_ids=tokens.unsqueeze(1), cache=cache, use_cache=True)
+        if mask is None:
+            output = model(input_ids=tokens.unsqueeze(1), cache=cache, use_cache=True)
+        else:
+            mask = torch.cat([mask, torch.ones((len(mask), 1), dtype=mask.dtype, device=device)], dim=1)
+            output = model(input_ids=tokens.unsqueeze(1), attention_mask=mask, position_ids=positions.unsqueeze(1),
+                           cache=cache, use_cache=True)
+            positions = positions + 1
         logits = output.logits[:, -1, :]
     generated, lengths = generated.cpu(), lengths.tolist()
     return SampledTokens([generated[row, : lengths[row]].tolist() for row in range(rows)], step_logits)

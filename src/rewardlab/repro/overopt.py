@@ -26,13 +26,15 @@ from typing import Any
 from rewardlab.errors import ConfigError
 from rewardlab.files import write_text_atomic
 from rewardlab.machine import describe_machine
-from rewardlab.overopt.config import BonConfig
+from rewardlab.overopt.config import BonConfig, RLConfig
 
 DEFAULT_FAMILIES = ("arithmetic", "capitals", "elements", "units", "list_count")
 """The synthetic families smollm2-135m sometimes solves; it solved 0 of 288 letter_case and 1 of 288 refusal samples
 (16 samples of each of 18 prompts), so those prompts could only add all-zero gold rows."""
 DEFAULT_PROXIES = ("bt", "bt-margin", "ensemble?k=3&combine=mean&lambda=1", "grm-sft", "grm-dpo-noref")
+DEFAULT_RL_PROXIES = ("bt", "grm-sft")
 REPORT_NAME, PLOT_NAME, CSV_NAME = "overopt.md", "overopt_curves.png", "overopt_curves.csv"
+RL_PLOT_NAME, RL_CSV_NAME = "overopt_rl.png", "overopt_rl.csv"
 BUDGET_NOTE = (
     "Defaults are sized for a 2-core CPU in under 2 hours: hf:smollm2-135m, 160 evaluation prompts x K=64 samples "
     "(48 new tokens), 96 training prompts x 16 samples, of the five task families it sometimes solves, five proxy "
@@ -72,6 +74,11 @@ class OveroptReproConfig:
     frozen_cache_gb: float = 6.0
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # further `BonConfig` fields, the same for every condition
+    # the RL step (after best-of-N): RL against these proxies of these conditions; rl_steps 0 skips it
+    rl_steps: int = 60
+    rl_proxies: tuple[str, ...] = DEFAULT_RL_PROXIES
+    rl_conditions: tuple[str, ...] | None = None  # None: clean and the noisy condition
+    rl: dict[str, Any] = field(default_factory=dict)  # further `RLConfig` fields
 
     def __post_init__(self) -> None:
         if not 0.0 < self.label_noise <= 0.5:
@@ -84,6 +91,32 @@ class OveroptReproConfig:
             raise ConfigError(f"unknown best-of-N settings {', '.join(unknown)}")
         for condition in self.conditions():  # every study's settings are checked before anything runs
             self.study(condition)
+        if self.rl_steps < 0:
+            raise ConfigError(f"rl_steps must be 0 (no RL step) or more, got {self.rl_steps}")
+        if self.rl_steps:
+            unknown = [c for c in self.rl_condition_names() if c not in self.conditions()]
+            if unknown:
+                raise ConfigError(f"RL conditions {', '.join(unknown)} are not among {', '.join(self.conditions())}")
+            from rewardlab.overopt.proxies import resolve_recipe
+
+            labels = {resolve_recipe(p).label for p in self.proxies}
+            missing = [p for p in self.rl_proxies if resolve_recipe(p).label not in labels]
+            if missing:
+                raise ConfigError(f"RL proxies {', '.join(missing)} are not among the best-of-N proxies")
+            self.rl_settings()
+
+    def rl_condition_names(self) -> tuple[str, ...]:
+        """The conditions the RL step runs in (default: clean and the noisy one)."""
+        return self.rl_conditions if self.rl_conditions is not None else tuple(list(self.conditions())[:2])
+
+    def rl_settings(self) -> RLConfig:
+        """The RL step's settings (its folder is set per condition, inside the condition's study)."""
+        policy = self.policy.removeprefix("hf:")
+        if policy == self.policy and self.rl.get("policy") is None:
+            raise ConfigError(f"the RL step trains a local causal LM; --policy {self.policy} is not an hf: policy "
+                              "(set the RL policy with rl={'policy': MODEL}, or rl_steps=0)")
+        return RLConfig(**{"policy": policy, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                           "seed": self.seed, "progress": self.progress, "steps": self.rl_steps, **self.rl})
 
     def conditions(self) -> dict[str, dict[str, Any]]:
         """Condition name -> its proxy-data settings: clean labels, flipped labels, optionally length-biased pairs."""
@@ -116,6 +149,7 @@ class OveroptReproResult:
     paths: dict[str, Path]
     wall_time_s: float
     frozen_cache: dict[str, Any] = field(default_factory=dict)  # its hits, misses and size
+    rl: dict[str, Any] = field(default_factory=dict)  # condition -> its `RLStudyResult`
 
 
 def run_repro_overopt(config: OveroptReproConfig, *, echo: Callable[[str], None] = print,
@@ -147,10 +181,25 @@ def run_repro_overopt(config: OveroptReproConfig, *, echo: Callable[[str], None]
                                      command=f"{command} (condition {condition})",
                                      title=f"Best-of-N over-optimization, {condition} labels")
         timings[condition] = time.perf_counter() - begun
+    rl_results = {}
+    if config.rl_steps:
+        from rewardlab.overopt.proxies import resolve_recipe
+        from rewardlab.overopt.rl_study import rl_config_for, run_rl_study
+
+        for condition in config.rl_condition_names():
+            echo(f"== RL, condition {condition} ==")
+            begun = time.perf_counter()
+            study = config.study(condition)
+            rl_results[condition] = run_rl_study(
+                rl_config_for(study, config.rl_settings()), study, echo=echo, policy=policy,
+                frozen_cache=frozen_cache, proxies=[resolve_recipe(p).label for p in config.rl_proxies],
+                command=f"{command} (RL step, condition {condition})", title=f"RL over-optimization, {condition} labels")
+            timings[f"RL {condition}"] = time.perf_counter() - begun
     wall = time.perf_counter() - started
-    paths = write_overopt_report(config, studies, out, command=command, wall_time_s=wall, timings=timings)
+    paths = write_overopt_report(config, studies, out, command=command, wall_time_s=wall, timings=timings,
+                                 rl_results=rl_results)
     echo(f"report: {paths['markdown']}, plot: {paths['plot']}, curves: {paths['csv']}")
-    return OveroptReproResult(studies, paths, wall, frozen_cache.stats.as_dict() if frozen_cache else {})
+    return OveroptReproResult(studies, paths, wall, frozen_cache.stats.as_dict() if frozen_cache else {}, rl_results)
 
 
 def _verdict(summary: Any) -> str:
@@ -169,8 +218,10 @@ def _verdict(summary: Any) -> str:
 
 
 def write_overopt_report(config: OveroptReproConfig, studies: Mapping[str, Any], out: Path, *, command: str,
-                         wall_time_s: float, timings: Mapping[str, float]) -> dict[str, Path]:
-    """``overopt.md``, ``overopt_curves.png`` and ``overopt_curves.csv`` of every condition's study."""
+                         wall_time_s: float, timings: Mapping[str, float],
+                         rl_results: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """``overopt.md``, ``overopt_curves.png`` and ``overopt_curves.csv`` of every condition's study; with RL
+    results also ``overopt_rl.png`` (best-of-N and RL side by side per condition) and ``overopt_rl.csv``."""
     from rewardlab.overopt.report import panels_to_csv, plot_panels, summarize, to_markdown
 
     panels = {condition: result.curves for condition, result in studies.items()}
@@ -178,6 +229,7 @@ def write_overopt_report(config: OveroptReproConfig, studies: Mapping[str, Any],
     write_text_atomic(paths["csv"], panels_to_csv(panels))
     plot_panels({_panel_title(config, c): curves for c, curves in panels.items()}, paths["plot"],
                 title="Best-of-N: gold (solid) and proxy (dashed) gain over N=1")
+    rl_lines = _rl_section(config, studies, rl_results or {}, out, paths)
     machine = describe_machine()
     lines = [
         "# Best-of-N over-optimization (GRM paper, Figure 3 in miniature)", "",
@@ -204,7 +256,7 @@ def write_overopt_report(config: OveroptReproConfig, studies: Mapping[str, Any],
             lines.append(f"| {condition} | {recipe} | {len(result.pairs.pairs)} | "
                          f"{summary.curve.gold_start.value:.3f} | {peak.n} | {peak.last_gold.value:.3f} | "
                          f"{_verdict(summary)} |")
-    lines += ["", f"![best-of-N curves]({PLOT_NAME})", ""]
+    lines += ["", f"![best-of-N curves]({PLOT_NAME})", "", *rl_lines]
     for condition, result in studies.items():
         section = to_markdown(summarize(result.curves), title=f"Condition {condition}", plot_name=None,
                               differences=_differences(result), baseline=_baseline(result))
@@ -232,3 +284,25 @@ def _differences(result: Any) -> Any:
 
     baseline = _baseline(result)
     return compare_to(result.curves, baseline) if baseline else None
+
+
+def _rl_section(config: OveroptReproConfig, studies: Mapping[str, Any], rl_results: Mapping[str, Any], out: Path,
+                paths: dict[str, Path]) -> list[str]:
+    """Write the side-by-side plot and RL CSV; return the report's RL section (empty without RL results)."""
+    if not rl_results:
+        return []
+    from rewardlab.overopt.rl_report import plot_bon_and_rl, to_csv, to_markdown
+
+    paths["rl_plot"], paths["rl_csv"] = out / RL_PLOT_NAME, out / RL_CSV_NAME
+    plot_bon_and_rl({_panel_title(config, c): (studies[c].curves, r.curves) for c, r in rl_results.items()},
+                    paths["rl_plot"])
+    tables = [to_csv(r.curves, condition=c) for c, r in rl_results.items()]
+    write_text_atomic(paths["rl_csv"], tables[0] + "".join(t.split("\n", 1)[1] for t in tables[1:]))
+    lines = ["## Best-of-N and RL side by side", "",
+             "Left: best-of-N (x: KL_BoN); right: RL against the same proxies (x: KL to the initial policy, sampled). "
+             "Gold solid, proxy dashed, both as gains over their start.", "", f"![best-of-N and RL]({RL_PLOT_NAME})", ""]
+    for condition, result in rl_results.items():
+        section = to_markdown(result.curves, title=f"RL, condition {condition}", plot_name=f"{condition}/rl/rl_curves.png",
+                              notes=result.notes, heading="##")
+        lines += [*section.splitlines(), "", f"(Full RL report of this condition: `{condition}/rl/rl_report.md`.)", ""]
+    return lines
