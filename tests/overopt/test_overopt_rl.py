@@ -59,6 +59,7 @@ def test_two_grpo_steps_log_gold_proxy_and_kl(tmp_path, one_torch_thread, tiny_p
         assert {"proxy", "gold", "kl", "length_tokens", "features", "proxy_se"} <= set(record)
         assert 0.0 <= record["gold"] <= 1.0 and np.isfinite(record["proxy"]) and np.isfinite(record["kl"])
     assert evals[0]["kl"] == 0.0  # the LoRA adapter starts as the identity, so the policy is the initial one
+    assert evals[0]["kl_k3_per_token"] == 0.0 and all(e["kl_k3_per_token"] >= 0.0 for e in evals)  # TRL's estimator
     generations = _lines(folder / GENERATIONS_FILE)
     assert len(generations) == 3 * 2 * 2  # every evaluated response is kept
     first = [g for g in generations if g["step"] == 0]
@@ -87,10 +88,12 @@ def test_resume_continues_the_step_count_and_the_log(tmp_path, one_torch_thread,
     folder = tmp_path / "rl" / "tiny"
     before = _lines(folder / EVALS_FILE)
 
-    # a rerun of a finished run trains nothing
+    # a rerun of a finished run trains nothing (TRL's log comes back from the last checkpoint if need be)
     messages = []
-    run_rl(_config(tmp_path), {"tiny": tiny_proxy}, gold, train, held_out, echo=messages.append)
+    (folder / TRAIN_LOG_FILE).unlink()
+    again = run_rl(_config(tmp_path), {"tiny": tiny_proxy}, gold, train, held_out, echo=messages.append)["tiny"]
     assert any("nothing to train" in m for m in messages)
+    assert sorted(e["step"] for e in again.train_log if "kl" in e) == [1, 2]
 
     # more steps continue from the last checkpoint: the step count goes on, earlier records are kept
     messages = []

@@ -251,3 +251,6 @@ def test_continuation_logprobs_sum_the_sampled_tokens_and_the_stop(one_torch_thr
         assert value == pytest.approx(expected, abs=1e-4)
     many = policy.continuation_logprobs_many([PROMPT, PROMPTS[1]], [rows, rows[:1]], settings, batch_rows=2)
     assert many[0] == pytest.approx(got, abs=1e-4) and len(many[1]) == 1
+    terms = policy.continuation_token_logprobs([PROMPT], [rows], settings)[0]
+    assert [len(t) for t in terms] == [len(r) + (len(r) < 6) for r in rows]
+    assert [sum(t) for t in terms] == pytest.approx(got, abs=1e-4)

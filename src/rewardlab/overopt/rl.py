@@ -68,6 +68,14 @@ def _mean_se(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), se
 
 
+def trl_k3(logp: np.ndarray, ref_logp: np.ndarray) -> float:
+    """TRL's KL estimate of one sampled sequence: the mean over its tokens of exp(r) − r − 1, r = log π_ref − log π."""
+    if logp.size == 0:
+        return 0.0
+    ratio = ref_logp - logp
+    return float(np.mean(np.exp(ratio) - ratio - 1.0))
+
+
 class GoldReward:
     """The gold as a TRL reward function (given weight 0: logged beside the proxy, never optimized)."""
 
@@ -111,19 +119,21 @@ class HeldoutProbe:
         messages = [list(p.messages) for p in self.prompts]
         try:
             sampled = [s.tokens for s in policy.sample_tokens_many(messages, self.config.eval_samples, self.settings)]
-            logp = policy.continuation_logprobs_many(messages, sampled, self.settings)
+            logp = policy.continuation_token_logprobs(messages, sampled, self.settings)
             if ref_policy is not None:
-                ref_logp = ref_policy.continuation_logprobs_many(messages, sampled, self.settings)
+                ref_logp = ref_policy.continuation_token_logprobs(messages, sampled, self.settings)
             else:
                 with model.disable_adapter():
-                    ref_logp = policy.continuation_logprobs_many(messages, sampled, self.settings)
+                    ref_logp = policy.continuation_token_logprobs(messages, sampled, self.settings)
         finally:
             model.train(was_training)
         for prompt, samples, lps, ref_lps in zip(self.prompts, sampled, logp, ref_logp):
             for index, tokens in enumerate(samples):
+                mine, initial = np.array(lps[index]), np.array(ref_lps[index])
                 rows.append({"step": step, "prompt_id": prompt.prompt_id, "sample": index,
                              "response": tokenizer.decode(tokens, skip_special_tokens=True),
-                             "tokens": len(tokens), "logp": lps[index], "ref_logp": ref_lps[index]})
+                             "tokens": len(tokens), "logp": float(mine.sum()), "ref_logp": float(initial.sum()),
+                             "k3_per_token": trl_k3(mine, initial)})
         by_id = {p.prompt_id: p for p in self.prompts}
         prompts = [by_id[r["prompt_id"]] for r in rows]
         responses = [r["response"] for r in rows]
@@ -135,6 +145,7 @@ class HeldoutProbe:
         record: dict[str, Any] = {"step": step}
         for key in ("proxy", "gold", "kl"):
             record[key], record[f"{key}_se"] = _mean_se([r[key] for r in rows])
+        record["kl_k3_per_token"] = float(np.mean([r["k3_per_token"] for r in rows]))
         record["length_tokens"] = float(np.mean([r["tokens"] for r in rows]))
         record["truncated"] = float(np.mean([r["tokens"] >= self.config.max_new_tokens for r in rows]))
         record["features"] = feature_shares(responses)
@@ -237,6 +248,18 @@ def _dataset(prompts: Sequence[BonPrompt]) -> Any:
     return Dataset.from_list([{"prompt": [dict(m) for m in p.messages], "prompt_id": p.prompt_id} for p in prompts])
 
 
+def _saved_train_log(folder: Path, checkpoint: Path | None) -> list[dict[str, Any]]:
+    """TRL's per-step log as last written, else as the last checkpoint holds it."""
+    for path, key in ((folder / TRAIN_LOG_FILE, None), (checkpoint and checkpoint / "trainer_state.json", "log_history")):
+        if path is not None and path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            return list(data if key is None else data.get(key, []))
+    return []
+
+
 def _train_log(trainer: Any) -> list[dict[str, Any]]:
     return [json_safe({k: v for k, v in entry.items()}) for entry in trainer.state.log_history]
 
@@ -260,8 +283,7 @@ def run_rl_proxy(config: RLConfig, label: str, proxy: Any, gold: Any, train_prom
     logged = {r["step"] for r in log.evals()}
     if done_steps >= config.steps and config.steps in logged:
         echo(f"RL {label}: finished earlier ({done_steps} steps); nothing to train")
-        train_log = json.loads((folder / TRAIN_LOG_FILE).read_text(encoding="utf-8"))
-        return RLRun(label, folder, log.evals(), train_log, time.perf_counter() - started)
+        return RLRun(label, folder, log.evals(), _saved_train_log(folder, checkpoint), time.perf_counter() - started)
 
     probe = HeldoutProbe(config, eval_prompts, proxy, gold)
     dtype = torch.bfloat16 if config.bf16 and torch.cuda.is_available() else None

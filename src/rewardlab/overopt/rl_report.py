@@ -35,7 +35,7 @@ FIT_NOTE = (
     "Gao RL fit: gold gain over step 0 = d(α − β·log d) with d = √KL, least squares through the origin over the "
     "evaluations with KL > 0; the peak is at d* = exp(α/β − 1) (KL* = d*², gain β·d*), and β <= 0 means no peak."
 )
-CSV_COLUMNS = ("recipe", "step", "kl", "kl_se", "gold", "gold_se", "gold_gain", "gold_gain_low", "gold_gain_high",
+CSV_COLUMNS = ("recipe", "step", "kl", "kl_se", "kl_k3_per_token", "gold", "gold_se", "gold_gain", "gold_gain_low", "gold_gain_high",
                "proxy", "proxy_se", "proxy_gain", "proxy_gain_low", "proxy_gain_high", "length_tokens", "truncated",
                "trl_kl_per_token", "train_proxy", "train_gold")
 
@@ -97,6 +97,7 @@ def rl_curve(run: RLRun) -> RLCurve:
         extra = trl.get(step, {"trl_kl_per_token": 0.0 if step == 0 else math.nan, "train_proxy": math.nan,
                                "train_gold": math.nan})
         rows.append({"recipe": run.label, "step": step, "kl": record["kl"], "kl_se": record["kl_se"],
+                     "kl_k3_per_token": record.get("kl_k3_per_token", math.nan),
                      "gold": record["gold"], "gold_se": record["gold_se"], "gold_gain": gold_gain[0],
                      "gold_gain_low": gold_gain[1], "gold_gain_high": gold_gain[2], "proxy": record["proxy"],
                      "proxy_se": record["proxy_se"], "proxy_gain": proxy_gain[0], "proxy_gain_low": proxy_gain[1],
@@ -197,8 +198,10 @@ def to_markdown(curves: Mapping[str, RLCurve], *, title: str = DEFAULT_TITLE, no
         lines += [f"{heading}# {curve.recipe}", "", f"- Gao RL fit: {_fit_text(curve)}.",
                   f"- Spurious features in held-out responses (step 0 → last): {shares or 'none measured'}.", ""]
     lines += [FIT_NOTE, "",
-              "KL is the mean over held-out samples of log π(y|x) − log π_init(y|x) (the sampled sequence estimate); "
-              "TRL's own estimate (`trl_kl_per_token` in the CSV) is its per-token mean on the training batches.", ""]
+              "KL is the mean over held-out samples of log π(y|x) − log π_init(y|x) (the sampled sequence estimate). "
+              "TRL's estimator, the per-token mean of exp(r) − r − 1 with r = log π_init − log π, is in the CSV twice: "
+              "on the same held-out samples (`kl_k3_per_token`) and as TRL logged it on its training batches "
+              "(`trl_kl_per_token`).", ""]
     return "\n".join(lines)
 
 

@@ -229,12 +229,19 @@ class HFPolicy:
     def continuation_logprobs_many(self, prompts: list[list[Message]], continuations: list[list[list[int]]],
                                    settings: SamplingSettings, *, batch_rows: int = 16) -> list[list[float]]:
         """`continuation_logprobs` for several prompts (``continuations[i]`` answer ``prompts[i]``), batched."""
+        per_token = self.continuation_token_logprobs(prompts, continuations, settings, batch_rows=batch_rows)
+        return [[float(sum(row)) for row in rows] for rows in per_token]
+
+    def continuation_token_logprobs(self, prompts: list[list[Message]], continuations: list[list[list[int]]],
+                                    settings: SamplingSettings, *, batch_rows: int = 16) -> list[list[list[float]]]:
+        """Per sampled token, its log-probability (and, for a continuation that stopped early, the log-probability
+        of stopping as a last entry): the terms `continuation_logprobs_many` sums."""
         if len(prompts) != len(continuations):
             raise PolicyError(f"{len(prompts)} prompts but {len(continuations)} lists of continuations")
         flat = [(self.prompt_ids(self.prompt_text(messages), settings.max_new_tokens), list(tokens))
                 for messages, rows in zip(prompts, continuations) for tokens in rows]
         stops = torch.tensor(self.eos_ids(), dtype=torch.long)
-        totals: list[float] = []
+        totals: list[list[float]] = []
         with self._lock, torch.inference_mode():
             for begin in range(0, len(flat), batch_rows):
                 batch = flat[begin:begin + batch_rows]
@@ -248,10 +255,10 @@ class HFPolicy:
                 for row, (ids, tokens) in enumerate(batch):
                     steps = logits[row, len(ids) - 1: len(ids) + len(tokens)].float().cpu()
                     logps = torch.log_softmax(steps / settings.temperature, dim=-1)
-                    total = float(logps[torch.arange(len(tokens)), torch.tensor(tokens, dtype=torch.long)].sum())
+                    terms = logps[torch.arange(len(tokens)), torch.tensor(tokens, dtype=torch.long)].tolist()
                     if len(tokens) < settings.max_new_tokens:
-                        total += float(torch.logsumexp(logps[len(tokens), stops], dim=0))
-                    totals.append(total)
+                        terms.append(float(torch.logsumexp(logps[len(tokens), stops], dim=0)))
+                    totals.append(terms)
         out, index = [], 0
         for rows in continuations:
             out.append(totals[index:index + len(rows)])
