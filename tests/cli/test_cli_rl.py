@@ -19,6 +19,8 @@ def test_bad_rl_settings_are_one_line_errors(tmp_path, capsys):
     assert "RL conditions noisy are not among clean, noise-25" in capsys.readouterr().err
     assert main(["repro", "overopt", "--out", str(out), "--rl-proxy", "bt-label-smoothing"]) == 2
     assert "not among the best-of-N proxies" in capsys.readouterr().err
+    assert main(["repro", "overopt", "--out", str(out), "--policy", "openai:m", "--base-url", "http://127.0.0.1:9"]) == 2
+    assert "--rl-policy MODEL" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -150,6 +150,8 @@ def _register_overopt(experiments: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy-bf16", dest="proxy_bf16", action="store_true",
                    help="bf16 mixed precision for proxy training (GPUs)")
     rl_group = p.add_argument_group("RL step", "after best-of-N, RL with TRL against some proxies (--rl-steps 0 skips it)")
+    rl_group.add_argument("--rl-policy", dest="rl_policy", metavar="MODEL",
+                          help="causal LM the RL step trains (default: the --policy model; needed for openai: policies)")
     rl_group.add_argument("--rl-proxy", dest="rl_proxies", action="append", metavar="RECIPE",
                           help="proxy to optimize against, repeatable (default: %s)" % ", ".join(DEFAULT_RL_PROXIES))
     rl_group.add_argument("--rl-condition", dest="rl_conditions", action="append", metavar="CONDITION",
@@ -184,6 +186,8 @@ def _run_overopt(args: argparse.Namespace) -> int:
                                                          "lora", "lora_r", "eval_every", "eval_prompts", "eval_samples",
                                                          "bf16", "use_vllm", "gradient_checkpointing")
                     if getattr(rl, name) != getattr(defaults, name)}
+    if args.rl_policy:
+        fields["rl"]["policy"] = args.rl_policy
     config = OveroptReproConfig(**fields)
     run_repro_overopt(config, command="rewardlab " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None)
     return 0

@@ -36,10 +36,12 @@ DEFAULT_RL_PROXIES = ("bt", "grm-sft")
 REPORT_NAME, PLOT_NAME, CSV_NAME = "overopt.md", "overopt_curves.png", "overopt_curves.csv"
 RL_PLOT_NAME, RL_CSV_NAME = "overopt_rl.png", "overopt_rl.csv"
 BUDGET_NOTE = (
-    "Defaults are sized for a 2-core CPU in under 2 hours: hf:smollm2-135m, 160 evaluation prompts x K=64 samples "
+    "The best-of-N defaults are sized for a 2-core CPU in under 2 hours: hf:smollm2-135m, 160 evaluation prompts x K=64 samples "
     "(48 new tokens), 96 training prompts x 16 samples, of the five task families it sometimes solves, five proxy "
-    "recipes (seven trained models) per label condition, two conditions. On a GPU or with a vLLM server "
-    "(--policy openai:MODEL --base-url URL) raise --eval-prompts, -k and --proxy-steps; nothing else changes."
+    "recipes (seven trained models) per label condition, two conditions. The RL step (GRPO with LoRA, 60 steps of "
+    "16 completions against bt and grm-sft, clean and noisy labels) takes about 75 min more. On a GPU or with a "
+    "vLLM server (--policy openai:MODEL --base-url URL) raise --eval-prompts, -k and --proxy-steps (and --rl-steps, "
+    "--rl-batch-size with --rl-policy MODEL --rl-bf16); nothing else changes."
 )
 
 
@@ -113,8 +115,8 @@ class OveroptReproConfig:
         """The RL step's settings (its folder is set per condition, inside the condition's study)."""
         policy = self.policy.removeprefix("hf:")
         if policy == self.policy and self.rl.get("policy") is None:
-            raise ConfigError(f"the RL step trains a local causal LM; --policy {self.policy} is not an hf: policy "
-                              "(set the RL policy with rl={'policy': MODEL}, or rl_steps=0)")
+            raise ConfigError(f"the RL step trains a local causal LM and --policy {self.policy} is not an hf: policy; "
+                              "name one with --rl-policy MODEL (rl={'policy': MODEL}), or skip the step with --rl-steps 0")
         return RLConfig(**{"policy": policy, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
                            "seed": self.seed, "progress": self.progress, "steps": self.rl_steps, **self.rl})
 
