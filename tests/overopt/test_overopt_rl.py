@@ -140,3 +140,11 @@ def test_gao_rl_fit_recovers_the_form():
     assert not rising.has_peak and "never falls" in rising.reason
     with pytest.raises(ConfigError, match="two or more"):
         fit_gao_rl([0.0, 1.0], [0.0, 0.1])
+
+
+def test_rloo_trainer_runs_the_same_study(tmp_path, one_torch_thread, tiny_proxy):
+    train, held_out = _prompts()
+    run = run_rl(_config(tmp_path, trainer="rloo", steps=1), {"tiny": tiny_proxy}, SyntheticGold(), train, held_out,
+                 echo=lambda line: None)["tiny"]
+    assert [e["step"] for e in run.evals] == [0, 1]
+    assert any("rewards/gold/mean" in entry and "kl" in entry for entry in run.train_log)

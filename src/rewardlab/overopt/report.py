@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -362,19 +362,29 @@ def plot_panels(panels: Mapping[str, Mapping[str, BonCurve]], path: str | Path, 
                 proxy_axis: str = "right") -> Path:
     """`plot_curves` of several studies side by side (panel title -> curves), on one gold scale."""
     _check_axis(proxy_axis)
-    if not panels:
+    return panel_figure(panels, path, title=title, width=7.2, extent=gold_extent,
+                        draw=lambda axis, curves, name, limits: draw_curves(
+                            axis, curves, title=name, proxy_axis=proxy_axis, gold_limits=limits))
+
+
+def panel_figure(panels: Mapping[str, Any], path: str | Path, *, draw: Callable[[Any, Any, str, tuple[float, float]], None],
+                 extent: Callable[[Any], tuple[float, float]], title: str | None, width: float = 7.2) -> Path:
+    """One row of panels (title -> what ``draw`` draws on an axis) on one gold scale (the union of ``extent``s);
+    written atomically. ``title`` None: no figure title."""
+    if not panels or not all(panels.values()):
         raise ConfigError("nothing to plot: no panels")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    extents = [gold_extent(curves) for curves in panels.values()]
+    extents = [extent(content) for content in panels.values()]
     shared = (min(low for low, _ in extents), max(high for _, high in extents))
-    figure, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 5.2), squeeze=False)
-    for axis, (name, curves) in zip(axes[0], panels.items()):
-        draw_curves(axis, curves, title=name, proxy_axis=proxy_axis, gold_limits=shared)
-    figure.suptitle(title, fontsize=12)
+    figure, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 5.2), squeeze=False)
+    for axis, (name, content) in zip(axes[0], panels.items()):
+        draw(axis, content, name, shared)
+    if title is not None:
+        figure.suptitle(title, fontsize=12)
     return finish_figure(figure, Path(path))
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from rewardlab.errors import ConfigError
 from rewardlab.files import finish_figure, write_text_atomic
 from rewardlab.overopt.estimator import GaoRLFit, fit_gao_rl
-from rewardlab.overopt.report import align_zero, draw_curves
+from rewardlab.overopt.report import align_zero, draw_curves, panel_figure
 from rewardlab.overopt.report import gold_extent as bon_gold_extent
 from rewardlab.overopt.rl import GENERATIONS_FILE, RLRun, read_log_lines
 
@@ -254,21 +254,8 @@ def gold_extent(curves: Mapping[str, RLCurve]) -> tuple[float, float]:
 
 def plot_rl(panels: Mapping[str, Mapping[str, RLCurve]], path: str | Path, *, title: str = DEFAULT_TITLE) -> Path:
     """One panel per condition (title → curves), on one gold scale; written atomically."""
-    if not panels or not all(panels.values()):
-        raise ConfigError("nothing to plot: no RL curves")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    extents = [gold_extent(curves) for curves in panels.values()]
-    shared = (min(low for low, _ in extents), max(high for _, high in extents))
-    figure, axes = plt.subplots(1, len(panels), figsize=(7.6 * len(panels), 5.2), squeeze=False)
-    for axis, (name, curves) in zip(axes[0], panels.items()):
-        draw_rl(axis, curves, title=name, gold_limits=shared)
-    if len(panels) > 1:
-        figure.suptitle(title, fontsize=12)
-    return finish_figure(figure, Path(path))
+    return panel_figure(panels, path, title=title if len(panels) > 1 else None, width=7.6, extent=gold_extent,
+                        draw=lambda axis, curves, name, limits: draw_rl(axis, curves, title=name, gold_limits=limits))
 
 
 def plot_bon_and_rl(panels: Mapping[str, tuple[Mapping[str, Any], Mapping[str, RLCurve]]], path: str | Path, *,
