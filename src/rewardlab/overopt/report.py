@@ -107,21 +107,21 @@ def panels_to_csv(panels: Mapping[str, Mapping[str, BonCurve]]) -> str:
     return buffer.getvalue()
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """``value`` with nan and infinities as None, so the file is strict JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
+        return {key: json_ready(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
+        return [json_ready(item) for item in value]
     return value
 
 
 def to_json(summaries: Mapping[str, RecipeSummary], differences: Mapping[str, BonDifference] | None = None,
             baseline: str | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
     first = next(iter(summaries.values())).curve
-    return _json_ready({
+    return json_ready({
         "notes": list(notes),
         "estimator": ESTIMATOR_NOTE.format(samples=first.bootstrap),
         "fit": FIT_NOTE,

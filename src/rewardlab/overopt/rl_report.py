@@ -24,7 +24,7 @@ import numpy as np
 from rewardlab.errors import ConfigError
 from rewardlab.files import finish_figure, write_text_atomic
 from rewardlab.overopt.estimator import GaoRLFit, fit_gao_rl
-from rewardlab.overopt.report import align_zero, draw_curves, panel_figure
+from rewardlab.overopt.report import align_zero, draw_curves, json_ready, panel_figure
 from rewardlab.overopt.report import gold_extent as bon_gold_extent
 from rewardlab.overopt.rl import GENERATIONS_FILE, RLRun, read_log_lines
 
@@ -289,15 +289,5 @@ def write_rl_report(curves: Mapping[str, RLCurve], out_dir: str | Path, *, title
     write_text_atomic(paths["markdown"], to_markdown(curves, title=title, notes=notes))
     payload = {"notes": list(notes), "recipes": {label: summary(curve) for label, curve in curves.items()},
                "fit_note": FIT_NOTE}
-    write_text_atomic(paths["json"], json.dumps(_finite(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_text_atomic(paths["json"], json.dumps(json_ready(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     return paths
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
