@@ -96,6 +96,11 @@ PROXY_RECIPES: dict[str, ProxyRecipe] = {
 """The built-in recipes (``saved:PATH`` is resolved by `resolve_recipe`)."""
 
 
+def label_folder(label: str) -> str:
+    """A file-system-safe folder name for a recipe label (``ensemble?k=3&…`` → ``ensemble_k=3_…``)."""
+    return label.replace("?", "_").replace("&", "_").replace("/", "_").replace(":", "_")
+
+
 def resolve_recipe(spec: str | ProxyRecipe) -> ProxyRecipe:
     """The recipe named by ``spec``: a recipe name, ``ensemble?k=…&combine=…&lambda=…`` or ``saved:PATH``."""
     if isinstance(spec, ProxyRecipe):

@@ -38,6 +38,7 @@ from rewardlab.integrations.trl import RewardFunction
 from rewardlab.machine import describe_machine
 from rewardlab.overopt.config import RLConfig
 from rewardlab.overopt.gold import detect_features, feature_shares
+from rewardlab.overopt.proxies import label_folder
 from rewardlab.overopt.samples import BonPrompt
 
 RUN_FILE, EVALS_FILE, GENERATIONS_FILE, TRAIN_LOG_FILE = "run.json", "evals.jsonl", "generations.jsonl", "train_log.json"
@@ -53,11 +54,6 @@ class RLRun:
     evals: list[dict[str, Any]]
     train_log: list[dict[str, Any]]
     wall_time_s: float
-
-
-def folder_name(label: str) -> str:
-    """A file-system-safe folder name for a proxy label (``ensemble?k=3&…`` → ``ensemble_k=3_…``)."""
-    return label.replace("?", "_").replace("&", "_").replace("/", "_").replace(":", "_")
 
 
 def _mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -366,6 +362,6 @@ def run_rl(config: RLConfig, proxies: Mapping[str, Any], gold: Any, train_prompt
         raise ConfigError(f"RL needs at least {config.prompts_per_step} training prompts and 1 held-out prompt "
                           f"(got {len(train_prompts)} and {len(eval_prompts)})")
     out = Path(config.out)
-    return {label: run_rl_proxy(config, label, proxy, gold, train_prompts, eval_prompts, out / folder_name(label),
+    return {label: run_rl_proxy(config, label, proxy, gold, train_prompts, eval_prompts, out / label_folder(label),
                                 echo=echo)
             for label, proxy in proxies.items()}

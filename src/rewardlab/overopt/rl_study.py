@@ -48,7 +48,7 @@ def run_rl_study(rl: RLConfig, study: BonConfig, *, echo: Callable[[str], None] 
     """Train (or find) the study's proxies, optimize the policy against each of ``proxies`` (default: all the
     study's recipes) and write the RL report into ``rl.out``; resumable at every step."""
     started = time.perf_counter()
-    trained = train_study_proxies(study, echo=echo, policy=policy, frozen_cache=frozen_cache)
+    _, trained = train_study_proxies(study, echo=echo, policy=policy, frozen_cache=frozen_cache)
     wanted = list(proxies) if proxies is not None else list(trained)
     missing = [label for label in wanted if label not in trained]
     if missing:

@@ -33,7 +33,7 @@ from rewardlab.overopt.estimator import BonCurve, bon_curve, spaced_ns
 from rewardlab.overopt.config import BonConfig
 from rewardlab.overopt.gold import ModelGold, SyntheticGold, score_samples, synthetic_prompts
 from rewardlab.overopt.pairs import PairSet, apply_label_noise, pairs_from_samples
-from rewardlab.overopt.proxies import ProxyRecipe, TrainedProxy, resolve_recipe, train_proxy
+from rewardlab.overopt.proxies import ProxyRecipe, TrainedProxy, label_folder, resolve_recipe, train_proxy
 from rewardlab.overopt.report import write_report
 from rewardlab.overopt.samples import BonPrompt, PromptSamples, SampleStore
 from rewardlab.policies.base import SamplingPolicy
@@ -100,7 +100,7 @@ def study_prompts(config: BonConfig) -> tuple[list[BonPrompt], list[BonPrompt]]:
 
 def proxy_folder(out: Path, recipe: ProxyRecipe) -> Path:
     """Where a study in ``out`` keeps the proxy of ``recipe``."""
-    return Path(out) / "proxies" / recipe.label.replace("?", "_").replace("&", "_").replace("/", "_")
+    return Path(out) / "proxies" / label_folder(recipe.label)
 
 
 def proxy_pairs(config: BonConfig, train_samples: Sequence[PromptSamples], train_gold: Sequence[Sequence[float]]
@@ -125,16 +125,18 @@ def sample_store(config: BonConfig, policy: Any, name: str) -> SampleStore:
 
 
 def train_study_proxies(config: BonConfig, *, echo: Callable[[str], None] = print,
-                        policy: SamplingPolicy | None = None,
-                        frozen_cache: FrozenLayerCache | None = None) -> dict[str, TrainedProxy]:
-    """Steps 1–4 of `run_bon` without the evaluation samples: the study's proxies, trained (or found trained)."""
+                        policy: SamplingPolicy | None = None, gold: Any = None,
+                        frozen_cache: FrozenLayerCache | None = None) -> tuple[PairSet, dict[str, TrainedProxy]]:
+    """Steps 1–4 of the study: training samples, their gold, the pairs, and every recipe's proxy trained on them
+    (or found trained). Shared by `run_bon` and the RL study (`rewardlab.overopt.rl_study`)."""
     out = Path(config.out)
     _check_folder(out, config)
     train_prompts, _ = study_prompts(config)
     policy = policy or make_study_policy(config)
-    train_samples = sample_store(config, policy, "train").get(policy, train_prompts, config.train_k,
-                                                              progress=config.progress)
-    gold = gold_scorer(config)
+    store = sample_store(config, policy, "train")
+    train_samples = store.get(policy, train_prompts, config.train_k, progress=config.progress)
+    echo(f"training samples: {config.train_prompts} prompts x {config.train_k} ({store.generated} newly drawn)")
+    gold = gold or gold_scorer(config)
     train_gold = _cached_scores(out / SCORES_FILE, "gold/train", train_samples,
                                 lambda: score_samples(gold, train_samples))
     pairs = proxy_pairs(config, train_samples, train_gold)
@@ -144,7 +146,7 @@ def train_study_proxies(config: BonConfig, *, echo: Callable[[str], None] = prin
         recipe = resolve_recipe(spec)
         trained[recipe.label] = train_proxy(recipe, pairs, proxy_folder(out, recipe), base=config.proxy_training(),
                                             echo=echo, frozen_cache=frozen_cache)
-    return trained
+    return pairs, trained
 
 
 def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: str | None = None,
@@ -160,43 +162,32 @@ def run_bon(config: BonConfig, *, echo: Callable[[str], None] = print, command: 
     """
     started = time.perf_counter()
     out = Path(config.out)
-    _check_folder(out, config)
     if frozen_cache is None and config.frozen_cache_gb > 0:
         frozen_cache = FrozenLayerCache(int(config.frozen_cache_gb * 2**30))
-
-    # 1. prompts: training and evaluation prompts are distinct (prompts are distinct within a study)
-    train_prompts, eval_prompts = study_prompts(config)
-
-    # 2. samples, cached on disk
     policy = policy or make_study_policy(config)
-    stores = {name: sample_store(config, policy, name) for name in ("train", "eval")}
-    train_samples = stores["train"].get(policy, train_prompts, config.train_k, progress=config.progress)
-    eval_samples = stores["eval"].get(policy, eval_prompts, config.k, progress=config.progress)
-    echo(f"samples: {config.train_prompts} training prompts x {config.train_k}, {config.eval_prompts} evaluation "
-         f"prompts x {config.k} ({stores['train'].generated + stores['eval'].generated} newly drawn)")
-
-    # 3. gold
     gold = gold_scorer(config)
+
+    # 1.–4. prompts, training samples, their gold, pairs and proxies
+    pairs, trained = train_study_proxies(config, echo=echo, policy=policy, gold=gold, frozen_cache=frozen_cache)
+
+    # 5. evaluation samples (prompts distinct from the training ones) and their gold, cached on disk
+    _, eval_prompts = study_prompts(config)
+    store = sample_store(config, policy, "eval")
+    eval_samples = store.get(policy, eval_prompts, config.k, progress=config.progress)
+    echo(f"evaluation samples: {config.eval_prompts} prompts x {config.k} ({store.generated} newly drawn)")
     scores_path = out / SCORES_FILE
-    train_gold = _cached_scores(scores_path, "gold/train", train_samples, lambda: score_samples(gold, train_samples))
     eval_gold = _cached_scores(scores_path, "gold/eval", eval_samples, lambda: score_samples(gold, eval_samples))
 
-    # 4. proxies, trained on gold-labelled pairs of the training prompts' responses
-    pairs = proxy_pairs(config, train_samples, train_gold)
-    echo(f"proxy training pairs: {len(pairs.pairs)} ({pairs.describe()})")
+    # 6. each proxy scores the evaluation samples; its curve
     curves: dict[str, BonCurve] = {}
     ns = config.ns or sorted({1, *spaced_ns(config.k, 16), config.k})
-    for spec in config.proxies:
-        recipe = resolve_recipe(spec)
-        trained = train_proxy(recipe, pairs, proxy_folder(out, recipe), base=config.proxy_training(), echo=echo,
-                              frozen_cache=frozen_cache)
-        proxy = trained.scorer(progress=config.progress, frozen_cache=frozen_cache)
-        proxy_scores = _cached_scores(scores_path, f"proxy/{recipe.label}", eval_samples,
+    for label, proxy_model in trained.items():
+        proxy = proxy_model.scorer(progress=config.progress, frozen_cache=frozen_cache)
+        proxy_scores = _cached_scores(scores_path, f"proxy/{label}", eval_samples,
                                       lambda: score_samples(proxy, eval_samples))
-        # 5. the curve of this proxy
-        curves[recipe.label] = bon_curve(np.asarray(proxy_scores, dtype=float), np.asarray(eval_gold, dtype=float),
-                                         ns, bootstrap=config.bootstrap, seed=config.seed,
-                                         prompt_ids=[s.prompt.prompt_id for s in eval_samples])
+        curves[label] = bon_curve(np.asarray(proxy_scores, dtype=float), np.asarray(eval_gold, dtype=float),
+                                  ns, bootstrap=config.bootstrap, seed=config.seed,
+                                  prompt_ids=[s.prompt.prompt_id for s in eval_samples])
     wall = time.perf_counter() - started
     machine = describe_machine()
     notes = [

@@ -161,8 +161,7 @@ def run_repro_overopt(config: OveroptReproConfig, *, echo: Callable[[str], None]
     ``policy`` replaces the one ``config.policy`` names (library use and tests; see `run_bon`).
     """
     from rewardlab.models.frozen_cache import FrozenLayerCache
-    from rewardlab.overopt.study import run_bon
-    from rewardlab.policies.spec import PolicySettings, make_policy
+    from rewardlab.overopt.study import make_study_policy, run_bon
 
     started = time.perf_counter()
     out = Path(config.out)
@@ -170,10 +169,7 @@ def run_repro_overopt(config: OveroptReproConfig, *, echo: Callable[[str], None]
     command = command or "rewardlab repro overopt"
     frozen_cache = FrozenLayerCache(int(config.frozen_cache_gb * 2**30)) if config.frozen_cache_gb > 0 else None
     if policy is None:  # one policy (one model load) serves every condition
-        first = config.study(next(iter(config.conditions())))
-        policy = make_policy(first.policy, PolicySettings(
-            base_url=first.base_url, max_new_tokens=first.max_new_tokens, temperature=first.temperature,
-            seed=first.seed, dtype=first.policy_dtype))
+        policy = make_study_policy(config.study(next(iter(config.conditions()))))
     studies = {}
     timings = {}
     for condition in config.conditions():
