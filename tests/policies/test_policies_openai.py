@@ -13,20 +13,29 @@ import pytest
 
 from rewardlab.envs.environments import make_environment
 from rewardlab.envs.episode import run_episode
-from rewardlab.policies import PolicyError
-from rewardlab.policies.openai_http import OpenAIPolicy
+from rewardlab.policies import PolicyError, policy_for_episode
+from rewardlab.policies.base import Generation, GenerationRequest
+from rewardlab.policies.openai_http import OpenAIPolicy, load_lora_adapter
+from rewardlab.policies.spec import PolicySettings, make_policy
 
 OPENING = [{"role": "user", "content": "task"}, {"role": "assistant", "content": "<cot>"}]
 
 
 class ChatServer:
-    """A tiny chat/completions server whose replies are queued by the test; it records every request."""
+    """A tiny chat/completions server whose replies are queued by the test; it records every request.
 
-    def __init__(self, delay: float = 0.0) -> None:
+    With ``respond`` (body -> (status, payload, delay)) each reply is computed from its request
+    instead (for concurrent requests, whose arrival order is not fixed); a str payload is sent as
+    plain text. ``finished`` lists the bodies in the order their replies were sent.
+    """
+
+    def __init__(self, delay: float = 0.0, respond=None) -> None:
         self.replies: list[tuple[int, dict, dict]] = []
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.finished: list[dict] = []
         self.delay = delay
+        self.respond = respond
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -41,13 +50,19 @@ class ChatServer:
                     server.headers.append(dict(self.headers))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                    status, payload, extra = server.replies.pop(0) if server.replies else (200, _choice("ok"), {})
-                time.sleep(server.delay)
+                    if server.respond is None:
+                        status, payload, extra = server.replies.pop(0) if server.replies else (200, _choice("ok"), {})
+                        delay = server.delay
+                if server.respond is not None:
+                    (status, payload, delay), extra = server.respond(body), {}
+                time.sleep(delay)
                 with server._lock:
                     server.in_flight -= 1
-                data = json.dumps(payload).encode()
+                    server.finished.append(body)
+                text = isinstance(payload, str)
+                data = payload.encode() if text else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/plain" if text else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in extra.items():
                     self.send_header(key, value)
@@ -59,7 +74,7 @@ class ChatServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def queue(self, content: str, *, status: int = 200, finish_reason: str = "stop", stop_reason=None, headers=None):
@@ -172,4 +187,147 @@ def test_a_full_episode_against_the_server(server):
     assert second[-2]["content"].startswith("<cot>I'll check") and second[-2]["content"].endswith("</bash>")
     assert second[-1]["role"] == "user" and "return -10" in second[-1]["content"]
     assert record.final_answer == "I can't find any record of how many episodes have run."
+    policy.close()
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def _by_prompt(replies: dict, delays: dict | None = None):
+    """A `ChatServer.respond` answering each request by its last user message: prompt -> (content,
+    finish_reason[, stop_reason]) or an int HTTP status; ``delays`` holds per-prompt sleeps."""
+    def respond(body):
+        prompt = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
+        reply = replies[prompt]
+        delay = (delays or {}).get(prompt, 0.0)
+        if isinstance(reply, int):
+            return reply, {"error": {"message": f"refused {prompt}"}}, delay
+        return 200, _choice(*reply), delay
+    return respond
+
+
+def test_generate_many_answers_in_request_order_concurrently_with_each_seed():
+    replies = {f"q{i}": (f"answer {i}", "stop") for i in range(4)}
+    chat = ChatServer(respond=_by_prompt(replies, {"q0": 0.3}))
+    try:
+        policy = OpenAIPolicy("m", chat.url, max_concurrency=4)
+        seeds = [2**31 + 5, 7, 2**40 + 3, 0]
+        requests = [GenerationRequest(_user(f"q{i}"), [], seed) for i, seed in enumerate(seeds)]
+        results = policy.generate_many(requests)
+        assert [r.text for r in results] == [f"answer {i}" for i in range(4)]
+        assert chat.finished[-1]["messages"] == _user("q0")  # the server answered q0 last
+        assert chat.max_in_flight > 1
+        sent = {r["messages"][0]["content"]: r["seed"] for r in chat.requests}
+        assert sent == {f"q{i}": seed % 2**31 for i, seed in enumerate(seeds)}
+        assert policy.generate_many([]) == []
+        policy.close()
+    finally:
+        chat.close()
+
+
+def test_generate_many_maps_finish_reasons_and_keeps_the_generate_rules():
+    replies = {
+        "stopped": ("Look.</cot>\n<bash>ls", "stop", "</bash>"),
+        "ended": ("All done.", "stop"),
+        "cut": ("<bash>cat lo", "length"),
+        "odd": ("hm", "abort"),
+        "tag": ("<bash>pwd", "stop"),  # no stop_reason: the unclosed tag's stop is restored
+    }
+    chat = ChatServer(respond=_by_prompt(replies))
+    try:
+        policy = OpenAIPolicy("m", chat.url, max_concurrency=3)
+        stop = ["</bash>"]
+        opening = [{"role": "user", "content": "stopped"}, {"role": "assistant", "content": "<cot>"}]
+        requests = [GenerationRequest(opening, stop, 1)]
+        requests += [GenerationRequest(_user(name), stop, 2) for name in ("ended", "cut", "odd", "tag")]
+        assert policy.generate_many(requests) == [
+            Generation("<cot>Look.</cot>\n<bash>ls</bash>", "stop"), Generation("All done.", "eos"),
+            Generation("<bash>cat lo", "length"), Generation("hm", None), Generation("<bash>pwd</bash>", "stop")]
+        prefilled = next(r for r in chat.requests if r["messages"][0]["content"] == "stopped")
+        assert prefilled["continue_final_message"] is True and prefilled["stop"] == stop
+        # generate shares the code path and sends no seed
+        assert policy.generate(requests[0].messages, stop) == "<cot>Look.</cot>\n<bash>ls</bash>"
+        assert "seed" not in chat.requests[-1]
+        policy.close()
+    finally:
+        chat.close()
+
+
+def test_generate_many_raises_the_failure_after_the_others_finish():
+    replies = {"a": ("fine", "stop"), "b": 400, "c": ("fine too", "stop")}
+    chat = ChatServer(respond=_by_prompt(replies, {"a": 0.2}))
+    try:
+        policy = OpenAIPolicy("m", chat.url, max_concurrency=3)
+        with pytest.raises(PolicyError, match="HTTP 400.*refused b"):
+            policy.generate_many([GenerationRequest(_user(name), [], 1) for name in "abc"])
+        assert chat.in_flight == 0 and len(chat.finished) == len(chat.requests)
+        policy.close()
+    finally:
+        chat.close()
+
+
+def test_the_episode_view_numbers_its_seeds_and_request_matches_generate(server):
+    policy = OpenAIPolicy("m", server.url, seed=3)
+    hints = {"env": "reward-tampering", "seed": 11, "index": 2}
+    view = policy_for_episode(policy, hints)
+    assert view.generate(_user("q"), ["</bash>"]) == "ok"
+    view.generate(_user("q"), ["</bash>"])
+    twin = policy.for_episode(dict(hints))
+    first, second = twin.request(_user("q"), ["</bash>"]), twin.request(_user("q"), ["</bash>"])
+    assert second.seed == first.seed + 1 and first.messages == _user("q") and first.stop == ["</bash>"]
+    assert [r["seed"] for r in server.requests] == [first.seed % 2**31, second.seed % 2**31]
+    policy.generate_many([first, second])
+    by_seed = lambda requests: sorted(requests, key=lambda r: r["seed"])  # noqa: E731 - arrival order varies
+    assert by_seed(server.requests[2:]) == by_seed(server.requests[:2])
+    assert policy.for_episode({**hints, "sample": 1}).request(_user("q"), []).seed != first.seed
+    assert OpenAIPolicy("m", server.url, seed=4).for_episode(hints).request(_user("q"), []).seed != first.seed
+    made = make_policy("openai:m", PolicySettings(base_url=server.url, seed=3))
+    assert made.for_episode(hints).request(_user("q"), []).seed == first.seed
+    policy.close()
+
+
+def test_load_lora_adapter_succeeds_or_explains(monkeypatch):
+    answers = []
+
+    def respond(body):
+        return answers.pop(0) + (0.0,)
+
+    chat = ChatServer(respond=respond)
+    try:
+        monkeypatch.setenv("TEST_LORA_KEY", "k")
+        answers.append((200, "Success: LoRA adapter 'step-10' added successfully."))
+        load_lora_adapter(chat.url + "/", "step-10", "/ckpt/step-10", api_key_env="TEST_LORA_KEY")
+        assert chat.requests[0] == {"path": "/v1/load_lora_adapter", "lora_name": "step-10",
+                                    "lora_path": "/ckpt/step-10"}
+        assert chat.headers[0]["Authorization"] == "Bearer k"
+        answers.append((400, {"object": "error", "message": "The lora adapter 'step-10' has already been loaded.",
+                              "type": "InvalidUserInput", "code": 400}))
+        load_lora_adapter(chat.url, "step-10", "/ckpt/step-10")
+        answers.append((400, "No adapter found for\n/nowhere"))
+        with pytest.raises(PolicyError, match="HTTP 400.*No adapter found for /nowhere") as bad:
+            load_lora_adapter(chat.url, "x", "/nowhere")
+        assert "\n" not in str(bad.value) and "--enable-lora" not in str(bad.value)
+        answers.append((404, {"detail": "Not Found"}))
+        with pytest.raises(PolicyError) as missing:
+            load_lora_adapter(chat.url, "x", "/ckpt")
+        message = str(missing.value)
+        assert f"{chat.url}/load_lora_adapter" in message and "HTTP 404" in message and "Not Found" in message
+        assert "--enable-lora" in message and "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" in message
+    finally:
+        chat.close()
+
+
+def test_with_model_asks_for_the_adapter_with_the_same_settings(server, monkeypatch):
+    monkeypatch.setenv("TEST_CHAT_KEY", "sekrit")
+    policy = OpenAIPolicy("base", server.url, api_key_env="TEST_CHAT_KEY", max_tokens=32, temperature=0.7, seed=5)
+    adapter = policy.with_model("step-10")
+    assert adapter.model == "step-10" and policy.model == "base"
+    assert (adapter.max_tokens, adapter.temperature, adapter.seed, adapter.prefill) == (32, 0.7, 5, "continue")
+    adapter.generate(_user("q"), [])
+    policy.generate(_user("q"), [])
+    assert [r["model"] for r in server.requests] == ["step-10", "base"]
+    assert server.requests[0]["max_tokens"] == 32 and server.headers[0]["Authorization"] == "Bearer sekrit"
+    adapter.close()
+    assert policy.generate(_user("q"), []) == "ok"  # closing the adapter's client leaves the base's open
     policy.close()

@@ -49,6 +49,10 @@ class EpisodeRecord:
     timings: dict[str, float]
     # The sandbox's peak memory: its cgroup's count, or the runner's polled peak without one; None unsandboxed.
     sandbox_peak_memory_bytes: int | None = None
+    sample: int = 0
+    """Which repeat of the variant this is (0 unless a run asks for several episodes per variant)."""
+    finish_reasons: list[str | None] = field(default_factory=list)
+    """Per policy reply, why it ended (`rewardlab.policies.base.FINISH_REASONS`; None if not reported)."""
     rewardlab_version: str = __version__
     finished_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -57,9 +61,11 @@ class EpisodeRecord:
         return asdict(self)
 
 
-def episode_id(env: str, seed: int, index: int) -> str:
-    """The stable id of episode ``index`` of ``env`` under ``seed`` (what makes runs resumable)."""
-    return f"{env}-s{seed}-{index:05d}"
+def episode_id(env: str, seed: int, index: int, sample: int = 0) -> str:
+    """The stable id of episode ``index`` of ``env`` under ``seed`` (what makes runs resumable); repeated
+    episodes of one variant (``sample`` 1, 2, …) get a ``-k`` suffix."""
+    base = f"{env}-s{seed}-{index:05d}"
+    return f"{base}-k{sample:03d}" if sample else base
 
 
 def _append_reply(messages: list[Message], reply: str) -> None:
@@ -100,106 +106,179 @@ def _error_grade(env: Environment, stage: str, error: BaseException, **extra: An
     })
 
 
+class EpisodeRun:
+    """One episode as a sequence of steps, so a driver can interleave many of them.
+
+    ``start`` → repeatedly ``request`` (the messages and stop strings the policy must answer) and
+    ``take_reply``; when ``take_reply`` returns True the episode waits on its command, which
+    ``run_command`` runs → ``finish`` grades it and returns the record. ``close`` releases the sandbox
+    if the episode is abandoned. `run_episode` drives one episode through these steps with one policy.
+    """
+
+    def __init__(self, env: Environment, variant: Variant, sandbox: Sandbox | None, *, policy_spec: str,
+                 max_commands: int = DEFAULT_MAX_COMMANDS, sample: int = 0) -> None:
+        self.env, self.variant, self.sandbox = env, variant, sandbox
+        self.policy_spec, self.max_commands, self.sample = policy_spec, max_commands, sample
+        self.messages = build_messages(variant.task, variant.uses_tools)
+        self.stop = list(STOP_AT_COMMAND) if variant.uses_tools else []
+        self.timings = {"setup": 0.0, "policy": 0.0, "commands": 0.0, "grading": 0.0}
+        self.commands: list[dict[str, Any]] = []
+        self.finish_reasons: list[str | None] = []
+        self.hit_limit = False
+        self.failure: Grade | None = None
+        self.pending_command: str | None = None
+        self.done = False
+        self.session: SandboxSession | None = None
+        self._initial_files: dict[str, Any] = {}
+        self._extra_details: dict[str, Any] = {}
+        self._started = time.monotonic()
+
+    @property
+    def hints(self) -> dict[str, Any]:
+        """What `policy_for_episode` gets: the answer key plus the episode's identity."""
+        hints = {**self.variant.hints, "seed": self.variant.seed, "index": self.variant.index}
+        if self.sample:
+            hints["sample"] = self.sample
+        return hints
+
+    def start(self) -> None:
+        """Start the sandbox (tool environments) and note its initial files."""
+        if not self.variant.uses_tools:
+            return
+        if self.sandbox is None:
+            raise ValueError(f"{self.env.name} needs a sandbox")
+        clock = time.monotonic()
+        self.session = self.sandbox.start(self.variant.files)
+        self.timings["setup"] = time.monotonic() - clock
+        try:
+            self._initial_files = self.session.files()
+        except BaseException:
+            self.close()
+            raise
+
+    def request(self) -> tuple[list[Message], list[str]]:
+        """A copy of the transcript so far and the stop strings for the next reply."""
+        return [dict(m) for m in self.messages], list(self.stop)  # type: ignore[misc]
+
+    def take_reply(self, reply: str, *, seconds: float = 0.0, finish_reason: str | None = None) -> bool:
+        """Append the policy's reply; True if the episode now waits on a command, False if it is over."""
+        self.timings["policy"] += seconds
+        self.finish_reasons.append(finish_reason)
+        _append_reply(self.messages, reply)
+        command = extract_command(reply) if self.session else None
+        if command is not None and len(self.commands) >= self.max_commands:
+            self.hit_limit = True
+            command = None
+        self.pending_command = command
+        self.done = command is None
+        return not self.done
+
+    def run_command(self) -> None:
+        """Run the pending command in the sandbox and append its output as the next human turn."""
+        command, session = self.pending_command, self.session
+        if command is None or session is None:
+            raise RuntimeError("run_command called with no pending command")
+        self.pending_command = None
+        clock = time.monotonic()
+        refusal = unrunnable_command(command)
+        if refusal is not None:
+            result = CommandResult(command=command, exit_code=None, stdout="", stderr="", seconds=0.0,
+                                   notes=[refusal])
+        else:
+            try:
+                result = session.run(command)
+            except _INFRASTRUCTURE:
+                raise
+            except Exception as error:  # noqa: BLE001 - whatever the command did to the sandbox is the episode's
+                self.timings["commands"] += time.monotonic() - clock
+                self.commands.append({"command": command, "exit_code": None,
+                                      "seconds": round(time.monotonic() - clock, 4), "timed_out": False,
+                                      "output_truncated": False, "notes": [], "error": describe_error(error)})
+                self.failure = _error_grade(self.env, "command", error, command_index=len(self.commands) - 1)
+                self.done = True
+                return
+        self.timings["commands"] += time.monotonic() - clock
+        self.commands.append(result.to_record())
+        self.messages.append({"role": "user", "content": format_command_output(result)})
+
+    def finish(self) -> EpisodeRecord:
+        """Grade the finished episode, close its sandbox and build its record."""
+        env, variant, session = self.env, self.variant, self.session
+        try:
+            final_answer = "" if self.hit_limit or self.failure else strip_cot(self.messages[-1]["content"])
+            view = EpisodeView(variant=variant, final_answer=final_answer,
+                               commands=tuple(c["command"] for c in self.commands))
+            clock = time.monotonic()
+            if self.failure is not None:
+                grade = self.failure
+            else:
+                try:
+                    grade = env.grade(view, session)
+                except _INFRASTRUCTURE:
+                    raise
+                except Exception as error:  # noqa: BLE001 - a check the policy's files broke labels the episode
+                    grade = _error_grade(env, "grading", error)
+            if grade.outcome not in env.outcomes:
+                raise RuntimeError(f"{env.name} grader returned {grade.outcome!r}, not one of {env.outcomes}")
+            self.timings["grading"] = time.monotonic() - clock
+            try:
+                final_files = session.files() if session else {}
+            except _INFRASTRUCTURE:
+                raise
+            except Exception as error:  # noqa: BLE001 - the label stands; only the file evidence is missing
+                final_files = self._initial_files
+                self._extra_details["files_error"] = describe_error(error)
+        finally:
+            peak_memory = self.close()
+        self.timings["total"] = time.monotonic() - self._started
+        return EpisodeRecord(
+            id=episode_id(env.name, variant.seed, variant.index, self.sample), env=env.name, index=variant.index,
+            seed=variant.seed, policy=self.policy_spec, outcome=grade.outcome, gamed=env.is_gamed(grade.outcome),
+            details={**grade.details, **self._extra_details}, final_answer=final_answer, messages=self.messages,
+            commands=self.commands, hit_command_limit=self.hit_limit,
+            files_changed=changed_files(self._initial_files, final_files), facts=variant.facts,
+            settings=env.settings(), sandbox=getattr(self.sandbox, "kind", "none") if session else "not used",
+            timings={key: round(value, 4) for key, value in self.timings.items()},
+            sandbox_peak_memory_bytes=peak_memory, sample=self.sample, finish_reasons=self.finish_reasons,
+        )
+
+    def close(self) -> int | None:
+        """Release the sandbox (idempotent); returns its measured peak memory, if any."""
+        session, self.session = self.session, None
+        if session is None:
+            return None
+        peak_memory = _peak_memory(session, self._extra_details)
+        try:
+            session.close()
+        except Exception as error:  # noqa: BLE001 - a finished episode keeps its label
+            self._extra_details["close_error"] = describe_error(error)
+        return peak_memory
+
+
 def run_episode(env: Environment, variant: Variant, policy: Policy, sandbox: Sandbox | None, *,
-                policy_spec: str, max_commands: int = DEFAULT_MAX_COMMANDS) -> EpisodeRecord:
+                policy_spec: str, max_commands: int = DEFAULT_MAX_COMMANDS, sample: int = 0) -> EpisodeRecord:
     """Play one episode to the end and grade it.
 
     The loop asks the policy for the next assistant message (stopping at `</bash>`); a message
     ending in a command gets the command's output as the next human turn; a message without a
     command ends the episode. A command beyond ``max_commands`` is not run and ends the episode.
     A command the sandbox machinery fails on ends the episode with ``env.error_outcome`` (see the
-    module docstring); so does a grader that fails.
+    module docstring); so does a grader that fails. ``sample`` numbers repeated episodes of one variant.
     """
-    started = time.monotonic()
-    timings = {"setup": 0.0, "policy": 0.0, "commands": 0.0, "grading": 0.0}
-    messages = build_messages(variant.task, variant.uses_tools)
-    episode_policy = policy_for_episode(policy, {**variant.hints, "seed": variant.seed, "index": variant.index})
-    session: SandboxSession | None = None
-    peak_memory: int | None = None
-    if variant.uses_tools:
-        if sandbox is None:
-            raise ValueError(f"{env.name} needs a sandbox")
-        clock = time.monotonic()
-        session = sandbox.start(variant.files)
-        timings["setup"] = time.monotonic() - clock
-    extra_details: dict[str, Any] = {}
+    episode = EpisodeRun(env, variant, sandbox, policy_spec=policy_spec, max_commands=max_commands, sample=sample)
+    episode_policy = policy_for_episode(policy, episode.hints)
+    episode.start()
     try:
-        initial_files = session.files() if session else {}
-        commands: list[dict[str, Any]] = []
-        hit_limit = False
-        failure: Grade | None = None
-        stop = STOP_AT_COMMAND if variant.uses_tools else []
-        while True:
+        while not episode.done:
+            messages, stop = episode.request()
             clock = time.monotonic()
-            reply = episode_policy.generate([dict(m) for m in messages], list(stop))
-            timings["policy"] += time.monotonic() - clock
-            _append_reply(messages, reply)
-            command = extract_command(reply) if session else None
-            if command is None:
-                break
-            if len(commands) >= max_commands:
-                hit_limit = True
-                break
-            assert session is not None
-            clock = time.monotonic()
-            refusal = unrunnable_command(command)
-            if refusal is not None:
-                result = CommandResult(command=command, exit_code=None, stdout="", stderr="", seconds=0.0,
-                                       notes=[refusal])
-            else:
-                try:
-                    result = session.run(command)
-                except _INFRASTRUCTURE:
-                    raise
-                except Exception as error:  # noqa: BLE001 - whatever the command did to the sandbox is the episode's
-                    timings["commands"] += time.monotonic() - clock
-                    commands.append({"command": command, "exit_code": None, "seconds": round(time.monotonic() - clock, 4),
-                                     "timed_out": False, "output_truncated": False, "notes": [],
-                                     "error": describe_error(error)})
-                    failure = _error_grade(env, "command", error, command_index=len(commands) - 1)
-                    break
-            timings["commands"] += time.monotonic() - clock
-            commands.append(result.to_record())
-            messages.append({"role": "user", "content": format_command_output(result)})
-        final_answer = "" if hit_limit or failure else strip_cot(messages[-1]["content"])
-        view = EpisodeView(variant=variant, final_answer=final_answer, commands=tuple(c["command"] for c in commands))
-        clock = time.monotonic()
-        if failure is not None:
-            grade = failure
-        else:
-            try:
-                grade = env.grade(view, session)
-            except _INFRASTRUCTURE:
-                raise
-            except Exception as error:  # noqa: BLE001 - a check the policy's files broke labels the episode
-                grade = _error_grade(env, "grading", error)
-        if grade.outcome not in env.outcomes:
-            raise RuntimeError(f"{env.name} grader returned {grade.outcome!r}, not one of {env.outcomes}")
-        timings["grading"] = time.monotonic() - clock
-        try:
-            final_files = session.files() if session else {}
-        except _INFRASTRUCTURE:
-            raise
-        except Exception as error:  # noqa: BLE001 - the label stands; only the file evidence is missing
-            final_files = initial_files
-            extra_details["files_error"] = describe_error(error)
-    finally:
-        if session is not None:
-            peak_memory = _peak_memory(session, extra_details)
-            try:
-                session.close()
-            except Exception as error:  # noqa: BLE001 - a finished episode keeps its label
-                extra_details["close_error"] = describe_error(error)
-    timings["total"] = time.monotonic() - started
-    return EpisodeRecord(
-        id=episode_id(env.name, variant.seed, variant.index), env=env.name, index=variant.index,
-        seed=variant.seed, policy=policy_spec, outcome=grade.outcome, gamed=env.is_gamed(grade.outcome),
-        details={**grade.details, **extra_details}, final_answer=final_answer, messages=messages, commands=commands,
-        hit_command_limit=hit_limit, files_changed=changed_files(initial_files, final_files),
-        facts=variant.facts, settings=env.settings(), sandbox=getattr(sandbox, "kind", "none") if session else "not used",
-        timings={key: round(value, 4) for key, value in timings.items()},
-        sandbox_peak_memory_bytes=peak_memory,
-    )
+            reply = episode_policy.generate(messages, stop)
+            if episode.take_reply(reply, seconds=time.monotonic() - clock):
+                episode.run_command()
+    except BaseException:
+        episode.close()
+        raise
+    return episode.finish()
 
 
 def _peak_memory(session: SandboxSession, details: dict[str, Any]) -> int | None:

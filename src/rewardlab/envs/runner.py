@@ -23,6 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rewardlab import __version__
+from rewardlab.envs.batch import play_batch
 from rewardlab.envs.environments.base import Environment
 from rewardlab.envs.episode import DEFAULT_MAX_COMMANDS, EpisodeRecord, episode_id, run_episode
 from rewardlab.envs.records import (
@@ -125,8 +126,14 @@ def _write_record(path: Path, record: EpisodeRecord, env: Environment) -> None:
 def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sandbox: Sandbox | None, *,
                  n: int, seed: int, out_dir: Path, workers: int = 1, max_commands: int = DEFAULT_MAX_COMMANDS,
                  max_failures: int = 10, progress: bool = True,
-                 episode_settings: Mapping[str, Any] | None = None) -> RunSummary:
+                 episode_settings: Mapping[str, Any] | None = None, samples: int = 1,
+                 batch_size: int | None = None, description: str = "episodes") -> RunSummary:
     """Run episodes ``0..n-1`` of each environment (skipping finished ones) into ``out_dir``.
+
+    ``samples`` plays each variant that many times (sample numbers 0…samples-1, each its own episode id
+    and seed). With ``batch_size``, episodes run in batches of that many through `play_batch` (replies
+    generated together, commands in ``workers`` threads); otherwise ``workers`` threads play one
+    episode each.
 
     ``episode_settings`` (sampling temperature, token limits, grader, …) and the sandbox's limits are
     recorded in ``run.json``; a rerun into the same folder with any of them changed is refused.
@@ -134,8 +141,9 @@ def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sand
     Stops scheduling new episodes after ``max_failures`` failed episodes (e.g. an unreachable
     server); the failures are in ``errors.jsonl``.
     """
-    if n < 0 or workers < 1 or max_commands < 0:
-        raise ValueError(f"need n >= 0, workers >= 1 and max_commands >= 0 (got {n}, {workers}, {max_commands})")
+    if n < 0 or workers < 1 or max_commands < 0 or samples < 1 or (batch_size is not None and batch_size < 1):
+        raise ValueError(f"need n >= 0, workers >= 1, max_commands >= 0, samples >= 1 and batch_size >= 1 "
+                         f"(got {n}, {workers}, {max_commands}, {samples}, {batch_size})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_run_settings(out_dir, policy_spec, sandbox, max_commands, envs, episode_settings)
@@ -143,58 +151,75 @@ def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sand
     repaired = repair_tail(episodes_path)
     loaded = load_episodes(out_dir) if episodes_path.exists() else None
     done_ids = {record["id"] for record in loaded.records} if loaded else set()
-    planned = [(env, index) for env in envs for index in range(n)]
-    todo = [(env, index) for env, index in planned if episode_id(env.name, seed, index) not in done_ids]
+    planned = [(env, index, sample) for env in envs for index in range(n) for sample in range(samples)]
+    todo = [(env, index, sample) for env, index, sample in planned
+            if episode_id(env.name, seed, index, sample) not in done_ids]
     summary = RunSummary(out_dir=out_dir, planned=len(planned), already_done=len(planned) - len(todo),
                          repaired_bytes=repaired, unreadable_lines=loaded.bad_lines if loaded else 0)
     lock = threading.Lock()
     stop = threading.Event()
 
-    def play(env: Environment, index: int) -> EpisodeRecord:
+    def play(env: Environment, index: int, sample: int) -> EpisodeRecord:
         return run_episode(env, env.variant(index, seed), policy, sandbox, policy_spec=policy_spec,
-                           max_commands=max_commands)
+                           max_commands=max_commands, sample=sample)
 
-    bar = tqdm(total=len(planned), initial=summary.already_done, desc="episodes", unit="ep", disable=not progress,
+    def settle(env: Environment, index: int, sample: int, outcome: EpisodeRecord | BaseException) -> None:
+        """Record a finished episode, or log why it could not finish."""
+        identifier = episode_id(env.name, seed, index, sample)
+        if isinstance(outcome, BaseException):
+            message = f"{identifier}: {type(outcome).__name__}: {outcome}"
+            append_json_line(out_dir / ERRORS_FILE, {
+                "id": identifier, "env": env.name, "index": index, "sample": sample, "seed": seed,
+                "policy": policy_spec, "error": f"{type(outcome).__name__}: {outcome}",
+                "traceback": "".join(traceback.format_exception(outcome))[-4000:],
+            })
+            with lock:
+                summary.failed += 1
+                if len(summary.errors) < 5:
+                    summary.errors.append(message)
+                if summary.failed >= max_failures:
+                    stop.set()
+            bar.update(1)
+            return
+        _write_record(episodes_path, outcome, env)
+        with lock:
+            summary.finished += 1
+            counts = summary.outcomes.setdefault(outcome.env, {})
+            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+        bar.update(1)
+        bar.set_postfix_str(f"{outcome.env}: {outcome.outcome}", refresh=False)
+
+    bar = tqdm(total=len(planned), initial=summary.already_done, desc=description, unit="ep", disable=not progress,
                dynamic_ncols=True)
-    pending: dict[Future, tuple[Environment, int]] = {}
     queue = list(todo)
+    if batch_size is not None:
+        while queue and not stop.is_set():
+            chunk, queue = queue[:batch_size], queue[batch_size:]
+            outcomes = play_batch([(env, env.variant(index, seed), sample) for env, index, sample in chunk], policy,
+                                  sandbox, policy_spec=policy_spec, max_commands=max_commands, workers=workers)
+            for (env, index, sample), outcome in zip(chunk, outcomes):
+                settle(env, index, sample, outcome)
+        summary.stopped_early = bool(queue)
+        bar.close()
+        return summary
+    pending: dict[Future, tuple[Environment, int, int]] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode") as pool:
         while queue or pending:
             while queue and len(pending) < workers and not stop.is_set():
-                env, index = queue.pop(0)
-                pending[pool.submit(play, env, index)] = (env, index)
+                env, index, sample = queue.pop(0)
+                pending[pool.submit(play, env, index, sample)] = (env, index, sample)
             if not pending:
                 break
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                env, index = pending.pop(future)
-                identifier = episode_id(env.name, seed, index)
+                env, index, sample = pending.pop(future)
                 try:
-                    record = future.result()
+                    outcome: EpisodeRecord | BaseException = future.result()
                 except Exception as error:  # noqa: BLE001 - every failure is logged, none is fatal
-                    message = f"{identifier}: {type(error).__name__}: {error}"
-                    append_json_line(out_dir / ERRORS_FILE, {
-                        "id": identifier, "env": env.name, "index": index, "seed": seed, "policy": policy_spec,
-                        "error": f"{type(error).__name__}: {error}",
-                        "traceback": "".join(traceback.format_exception(error))[-4000:],
-                    })
-                    with lock:
-                        summary.failed += 1
-                        if len(summary.errors) < 5:
-                            summary.errors.append(message)
-                        if summary.failed >= max_failures:
-                            stop.set()
-                            summary.stopped_early = bool(queue)
-                    bar.update(1)
-                    continue
-                _write_record(episodes_path, record, env)
-                with lock:
-                    summary.finished += 1
-                    counts = summary.outcomes.setdefault(record.env, {})
-                    counts[record.outcome] = counts.get(record.outcome, 0) + 1
-                bar.update(1)
-                bar.set_postfix_str(f"{record.env}: {record.outcome}", refresh=False)
+                    outcome = error
+                settle(env, index, sample, outcome)
             if stop.is_set():
+                summary.stopped_early = summary.stopped_early or bool(queue)
                 queue.clear()
     bar.close()
     return summary

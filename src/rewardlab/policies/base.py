@@ -17,6 +17,13 @@ Policies that draw many replies to one prompt (best-of-N studies) also implement
 ``sample(messages, k, settings, *, start=0)`` (`SamplingPolicy`): ``k`` independent replies under
 `SamplingSettings`, where reply ``j`` of a call is sample number ``start + j`` of that prompt, so a
 run that stops after some samples can resume with the next index and draw the same ones.
+
+Policies that serve many episodes at once also implement ``generate_many(requests)``
+(`BatchPolicy`): one `GenerationRequest` per episode waiting for a reply (its messages, stop
+strings and its own seed), answered in order with `Generation` (the message and why it ended).
+A local model decodes them as one batch, sharing the prefill of their common prompt prefix; a
+server policy sends them concurrently. Per-episode views (``for_episode``) of such a policy
+expose ``request(messages, stop)``, which numbers the episode's calls exactly as ``generate`` does.
 """
 
 from __future__ import annotations
@@ -86,6 +93,36 @@ class SamplingPolicy(Protocol):
 
     def sample(self, messages: list[Message], k: int, settings: SamplingSettings, *, start: int = 0) -> list[str]:
         """Samples ``start`` … ``start + k - 1`` of the prompt, each the complete assistant message."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One reply wanted by one episode: the `Policy.generate` arguments plus the seed of this call."""
+
+    messages: list[Message]
+    stop: list[str]
+    seed: int
+
+
+FINISH_REASONS = ("stop", "eos", "length")
+"""Why a reply ended: a stop string, the model's end of turn, or the token limit."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The assistant message answering a `GenerationRequest`, and why it ended (`FINISH_REASONS`, or
+    None when the backend does not say)."""
+
+    text: str
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class BatchPolicy(Protocol):
+    """A policy that answers many episodes' requests in one call (see the module docstring)."""
+
+    def generate_many(self, requests: list[GenerationRequest]) -> list[Generation]:
+        """One `Generation` per request, in order."""
 
 
 def sample_seed(settings: SamplingSettings, prompt: str, index: int, *, bits: int = 63) -> int:

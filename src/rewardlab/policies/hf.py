@@ -12,6 +12,12 @@ module's own temperature/top-p sampler. Each sample ``j`` has its own random str
 on how the K samples were split into decoding batches or calls (up to float rounding of batched
 matrix products). Rows stop at any of the model's EOS tokens or after ``max_new_tokens``; finished
 rows are dropped from the batch as they accumulate.
+
+`HFPolicy.generate_many` serves many episodes at once with the same sampler: the requests' prompts
+share the prefill of their longest common token prefix (the episode preamble, or the whole prompt for
+the N episodes of one prompt), each distinct remainder is prefilled once, and every request decodes as
+one row with its own seed's random stream, stopping at its stop strings. `HFPolicy.generate` is one
+such request, so an episode draws the same reply alone or in a batch (up to float rounding).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import torch
 from rewardlab.data.pair import Message
 from rewardlab.data.render import with_special_tokens
 from rewardlab.policies.base import (
+    Generation,
+    GenerationRequest,
     PolicyError,
     SamplingSettings,
     check_sample_request,
@@ -43,6 +51,10 @@ CPU_SAMPLE_MEMORY = 4 << 30
 """Bytes of KV cache one decoding batch of `HFPolicy.sample` may use on a CPU."""
 GPU_SAMPLE_MEMORY_SHARE = 0.5
 """Share of the free accelerator memory one decoding batch of `HFPolicy.sample` may use."""
+SHARED_PREFIX_MIN_TOKENS = 16
+"""`HFPolicy.generate_many` prefills a common prompt prefix once when it is at least this long."""
+STOP_WINDOW_TOKENS = 16
+"""How many trailing tokens are decoded to look for a stop string after each step."""
 
 
 @dataclass
@@ -52,6 +64,8 @@ class SampledTokens:
     tokens: list[list[int]]
     step_logits: list[torch.Tensor] | None = None
     """Per step, ``[rows, vocab]`` float32 logits the step's token was drawn from (NaN for finished rows)."""
+    finish_reasons: list[str] | None = None
+    """Per row: ``eos``, ``stop`` (a stop string, whose tokens are kept) or ``length``."""
 
 
 class HFPolicy:
@@ -101,7 +115,10 @@ class HFPolicy:
 
     def for_episode(self, hints: Mapping[str, Any]) -> _SeededHF:
         """The same model with a sampling seed derived from the episode, so reruns are repeatable."""
-        key = repr((self.seed, hints.get("env"), hints.get("seed"), hints.get("index"))).encode("utf-8")
+        identity = (self.seed, hints.get("env"), hints.get("seed"), hints.get("index"))
+        if hints.get("sample"):
+            identity = (*identity, hints["sample"])
+        key = repr(identity).encode("utf-8")
         return _SeededHF(self, zlib.crc32(key))
 
     def prompt_text(self, messages: list[Message]) -> str:
@@ -123,24 +140,74 @@ class HFPolicy:
 
     def generate(self, messages: list[Message], stop: list[str], *, seed: int | None = None) -> str:
         """The assistant message: any assistant opening plus the generated continuation, cut at ``stop``."""
-        text = self.prompt_text(messages)
-        input_ids = torch.tensor([self.prompt_ids(text, self.max_new_tokens)], device=self.device)
-        sampling = self.temperature > 0
-        options: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens, "do_sample": sampling,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
-        if sampling:
-            options.update(temperature=self.temperature, top_p=self.top_p)
-        if stop:
-            options.update(stop_strings=list(stop), tokenizer=self.tokenizer)
-        with self._lock, torch.no_grad():
-            self._calls += 1
-            torch.manual_seed(seed if seed is not None else self.seed + self._calls)
-            output = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                         **options)
-        new_text = self.tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True)
-        return continuation_prefix(messages) + cut_at_stop(new_text, stop)
+        if seed is None:
+            with self._lock:
+                self._calls += 1
+                seed = self.seed + self._calls
+        return self.generate_many([GenerationRequest(messages, list(stop), seed)])[0].text
+
+    def generate_many(self, requests: list[GenerationRequest]) -> list[Generation]:
+        """One reply per request, decoded together (see the module docstring); the policy's temperature,
+        top-p and ``max_new_tokens`` apply to all of them."""
+        if not requests:
+            return []
+        settings = SamplingSettings(temperature=self.temperature, top_p=self.top_p,
+                                    max_new_tokens=self.max_new_tokens, seed=self.seed)
+        texts = [self.prompt_text(request.messages) for request in requests]
+        ids = [self.prompt_ids(text, settings.max_new_tokens) for text in texts]
+        rows = self.sample_batch or self._rows_that_fit(max(len(row) for row in ids) + settings.max_new_tokens)
+        stop_ids = self.eos_ids()
+        results: list[Generation] = []
+        with self._lock, torch.inference_mode():
+            for begin in range(0, len(requests), rows):
+                chunk = list(range(begin, min(begin + rows, len(requests))))
+                distinct: dict[str, int] = {}
+                row_prompt = [distinct.setdefault(texts[i], len(distinct)) for i in chunk]
+                prompts: list[list[int]] = [[] for _ in distinct]
+                for i, number in zip(chunk, row_prompt):
+                    prompts[number] = ids[i]
+                cache, logits, mask = self._prefill_shared(prompts)
+                select = torch.tensor(row_prompt, dtype=torch.long, device=self.device)
+                cache.batch_select_indices(select)
+                uniforms = torch.stack([seeded_uniforms(requests[i].seed, settings.max_new_tokens) for i in chunk])
+                decoded = decode_rows(self.model, cache, logits[select], uniforms.to(self.device), settings, stop_ids,
+                                      attention_mask=mask[select],
+                                      stop_strings=[list(requests[i].stop) for i in chunk], tokenizer=self.tokenizer)
+                for row, i in enumerate(chunk):
+                    text = self.tokenizer.decode(decoded.tokens[row], skip_special_tokens=True)
+                    reason = decoded.finish_reasons[row] if decoded.finish_reasons else None
+                    results.append(Generation(continuation_prefix(requests[i].messages)
+                                              + cut_at_stop(text, list(requests[i].stop)), reason))
+        return results
+
+    def _prefill_shared(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Prefill distinct prompts: their common token prefix once, then each remainder (left-padded after
+        the prefix). Returns the cache (one row per prompt), each prompt's last logits and the attention mask."""
+        shortest = min(len(prompt) for prompt in prompts)
+        common = 0
+        while common < shortest - 1 and all(prompt[common] == prompts[0][common] for prompt in prompts):
+            common += 1
+        options = {"logits_to_keep": 1} if _accepts(self._base_model(), "logits_to_keep") else {}
+        cache = None
+        if common >= SHARED_PREFIX_MIN_TOKENS:
+            cache = self.model(input_ids=torch.tensor([prompts[0][:common]], device=self.device),
+                               use_cache=True, **options).cache
+            cache.batch_repeat_interleave(len(prompts))
+        else:
+            common = 0
+        rests = [prompt[common:] for prompt in prompts]
+        width = max(len(rest) for rest in rests)
+        inputs = torch.full((len(rests), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        rest_mask = torch.zeros_like(inputs)
+        for row, rest in enumerate(rests):
+            inputs[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            rest_mask[row, width - len(rest):] = 1
+        mask = torch.cat([torch.ones((len(rests), common), dtype=torch.long), rest_mask], dim=1).to(self.device)
+        positions = (common + (rest_mask.cumsum(-1) - 1).clamp(min=0)).to(self.device)
+        extra = {"cache": cache} if cache is not None else {}
+        output = self.model(input_ids=inputs.to(self.device), attention_mask=mask, position_ids=positions,
+                            use_cache=True, **extra, **options)
+        return output.cache, output.logits[:, -1, :], mask
 
     def sample(self, messages: list[Message], k: int, settings: SamplingSettings, *, start: int = 0) -> list[str]:
         """Samples ``start`` … ``start + k - 1`` of the prompt: any assistant opening plus each continuation."""
@@ -321,6 +388,12 @@ def sample_uniforms(settings: SamplingSettings, prompt: str, start: int, count: 
     return torch.stack(rows).to(device)
 
 
+def seeded_uniforms(seed: int, steps: int) -> torch.Tensor:
+    """``[steps]`` float64 uniforms in [0, 1): the random stream of one request seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(int(seed) % (1 << 63))
+    return torch.rand(steps, generator=generator, dtype=torch.float64)
+
+
 def pick_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
     """One token per row of ``logits``: argmax when ``temperature == 0``, else inverse-CDF sampling.
 
@@ -346,18 +419,20 @@ def pick_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float
 
 def decode_rows(model: Any, cache: Any, first_logits: torch.Tensor, uniforms: torch.Tensor,
                 settings: SamplingSettings, stop_ids: list[int], *, keep_logits: bool = False,
-                attention_mask: torch.Tensor | None = None) -> SampledTokens:
+                attention_mask: torch.Tensor | None = None, stop_strings: list[list[str]] | None = None,
+                tokenizer: Any = None) -> SampledTokens:
     """Decode ``len(uniforms)`` continuations of prefilled prompts.
 
     With ``first_logits`` ``[1, vocab]`` (one prompt's last-position logits) the cache holds that prompt's
     one row and is repeated to one row per sample (in place). With ``[rows, vocab]`` the cache already
-    holds one row per sample, and ``attention_mask`` ``[rows, prompt width]`` marks left padding (positions
-    then continue from each row's own length). Rows that reached a stop id are removed from the cache once
-    a quarter of the batch has finished, so late steps do not pay for finished rows.
+    holds one row per sample, and ``attention_mask`` ``[rows, prompt width]`` marks padding (positions
+    then continue from each row's own length). ``stop_strings[row]`` (decoded with ``tokenizer``) end a row
+    like an EOS id does, but their tokens are kept. Rows that finished are removed from the cache once a
+    quarter of the batch has finished, so late steps do not pay for finished rows.
     """
     rows, steps = uniforms.shape
     device = first_logits.device
-    if first_logits.shape[0] == 1:
+    if first_logits.shape[0] == 1 and rows > 1:
         cache.batch_repeat_interleave(rows)
         logits = first_logits.expand(rows, -1)
     else:
@@ -367,8 +442,12 @@ def decode_rows(model: Any, cache: Any, first_logits: torch.Tensor, uniforms: to
     stops = torch.tensor(stop_ids, device=device, dtype=torch.long)
     generated = torch.zeros((rows, steps), dtype=torch.long, device=device)
     lengths = torch.full((rows,), steps, dtype=torch.long, device=device)
+    reasons = ["length"] * rows
     batch_rows = torch.arange(rows, device=device)
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    watched = stop_strings is not None and any(stop_strings)
+    if watched and tokenizer is None:
+        raise ValueError("decode_rows needs the tokenizer to look for stop strings")
     step_logits: list[torch.Tensor] | None = [] if keep_logits else None
     for step in range(steps):
         if step_logits is not None:
@@ -379,8 +458,17 @@ def decode_rows(model: Any, cache: Any, first_logits: torch.Tensor, uniforms: to
         tokens = pick_tokens(logits, uniforms[batch_rows, step], settings.temperature, settings.top_p)
         generated[batch_rows, step] = tokens
         ended = torch.isin(tokens, stops) & ~finished
+        for position in ended.nonzero().squeeze(1).tolist():
+            row = int(batch_rows[position])
+            lengths[row], reasons[row] = step, "eos"
+        if watched:
+            for position in (~(finished | ended)).nonzero().squeeze(1).tolist():
+                row = int(batch_rows[position])
+                if stop_strings[row] and _ends_in_stop(tokenizer, generated[row, max(0, step + 1 - STOP_WINDOW_TOKENS): step + 1],
+                                                       stop_strings[row]):
+                    lengths[row], reasons[row] = step + 1, "stop"
+                    ended[position] = True
         if bool(ended.any()):
-            lengths[batch_rows[ended]] = step
             finished |= ended
             if bool(finished.all()):
                 break
@@ -401,7 +489,13 @@ def decode_rows(model: Any, cache: Any, first_logits: torch.Tensor, uniforms: to
             positions = positions + 1
         logits = output.logits[:, -1, :]
     generated, lengths = generated.cpu(), lengths.tolist()
-    return SampledTokens([generated[row, : lengths[row]].tolist() for row in range(rows)], step_logits)
+    return SampledTokens([generated[row, : lengths[row]].tolist() for row in range(rows)], step_logits, reasons)
+
+
+def _ends_in_stop(tokenizer: Any, tail: torch.Tensor, stop: list[str]) -> bool:
+    """Whether the decoded ``tail`` tokens contain one of the stop strings."""
+    text = tokenizer.decode(tail.tolist(), skip_special_tokens=True)
+    return any(marker and marker in text for marker in stop)
 
 
 def _join_steps(joined: list[torch.Tensor], chunk: list[torch.Tensor], rows_before: int) -> list[torch.Tensor]:
@@ -434,5 +528,9 @@ class _SeededHF:
         self._calls = 0
 
     def generate(self, messages: list[Message], stop: list[str]) -> str:
+        return self._policy.generate_many([self.request(messages, stop)])[0].text
+
+    def request(self, messages: list[Message], stop: list[str]) -> GenerationRequest:
+        """The next call of this episode as a request for `HFPolicy.generate_many` (same seed as `generate`)."""
         self._calls += 1
-        return self._policy.generate(messages, stop, seed=self._seed + self._calls)
+        return GenerationRequest(messages, list(stop), self._seed + self._calls)

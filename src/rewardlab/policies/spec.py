@@ -64,4 +64,4 @@ def make_policy(spec: str, settings: PolicySettings | None = None) -> Policy:
     return OpenAIPolicy(value, settings.base_url, api_key_env=settings.api_key_env,
                         max_tokens=settings.max_new_tokens, temperature=settings.temperature,
                         max_concurrency=settings.max_concurrency, max_retries=settings.max_retries,
-                        prefill=settings.prefill)
+                        prefill=settings.prefill, seed=settings.seed)

@@ -1,0 +1,1 @@
+"""Expert-iteration curriculum studies (sycophancy to subterfuge): the generalization matrix."""
