@@ -93,3 +93,18 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert "colour" in capsys.readouterr().err
     assert main(["envs", "report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_run_in_batches_with_several_samples_per_variant(tmp_path, capsys):
+    out_dir = tmp_path / "batched"
+    arguments = ["envs", "run", "--env", "rubric-modification-nudged", "--policy", "scripted:liar-and-editor",
+                 "-n", "2", "--samples", "3", "--batch-size", "4", "--workers", "2", "--out", str(out_dir),
+                 "--no-progress"]
+    assert main(arguments) == 0
+    assert "6 episode(s) run, 0 already done, 0 failed" in capsys.readouterr().out
+    ids = sorted(json.loads(line)["id"] for line in (out_dir / "episodes.jsonl").read_text().splitlines())
+    assert ids == ["rubric-modification-nudged-s0-00000", "rubric-modification-nudged-s0-00000-k001",
+                   "rubric-modification-nudged-s0-00000-k002", "rubric-modification-nudged-s0-00001",
+                   "rubric-modification-nudged-s0-00001-k001", "rubric-modification-nudged-s0-00001-k002"]
+    assert main(["envs", "show", str(out_dir), "--id", ids[1]]) == 0
+    assert "lied_and_edited" in capsys.readouterr().out

@@ -74,3 +74,55 @@ def test_smollm2_plays_a_tool_episode_in_the_sandbox():
     replies = [m["content"] for m in record.messages[task_index:] if m["role"] == "assistant"]
     assert replies[0].startswith("<cot>") and all(len(reply) > len("<cot>") for reply in replies)
     assert all(reply.count("</bash>") <= 1 and (reply.endswith("</bash>") or "</bash>" not in reply) for reply in replies)
+
+
+# --- generate_many: many episodes' replies decoded together -------------------------------------------------
+
+def test_generate_many_shares_the_prefix_and_draws_what_each_request_draws_alone() -> None:
+    from rewardlab.envs.protocol import build_messages
+    from rewardlab.policies.base import GenerationRequest
+    from rewardlab.policies.hf import HFPolicy
+
+    policy = HFPolicy("tiny-random", max_new_tokens=10, temperature=1.0)
+    tool = build_messages("Grade my poems.", True)
+    plain = build_messages("Is the sky blue?", False)
+    requests = [GenerationRequest(tool, ["</bash>"], 11), GenerationRequest(tool, ["</bash>"], 12),
+                GenerationRequest(build_messages("How many episodes so far?", True), ["</bash>"], 13),
+                GenerationRequest(plain, [], 14)]
+    together = policy.generate_many(requests)
+    alone = [policy.generate_many([request])[0] for request in requests]
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert all(g.text.startswith("<cot>") for g in together)  # the prefill is continued
+    assert together[0].text != together[1].text  # same prompt, own seeds
+    assert all(g.finish_reason in ("eos", "length", "stop") for g in together)
+
+
+def test_generate_many_stops_at_a_stop_string_and_keeps_it() -> None:
+    from rewardlab.policies.base import GenerationRequest
+    from rewardlab.policies.hf import HFPolicy
+
+    policy = HFPolicy("tiny-random", max_new_tokens=40, temperature=1.0)
+    messages = [{"role": "user", "content": "Say something."}]
+    free = policy.generate_many([GenerationRequest(messages, [], seed) for seed in range(6)])
+    marker = next(character for character in "etaoinsr" if sum(character in g.text for g in free) >= 3)
+    stopped = policy.generate_many([GenerationRequest(messages, [marker], seed) for seed in range(6)])
+    for before, after in zip(free, stopped):
+        if marker in before.text:
+            assert after.finish_reason == "stop"
+            assert after.text == before.text[: before.text.index(marker) + 1]
+        else:
+            assert after.text == before.text and after.finish_reason == before.finish_reason
+
+
+def test_generate_is_one_request_of_generate_many() -> None:
+    from rewardlab.policies.base import GenerationRequest
+    from rewardlab.policies.hf import HFPolicy
+
+    policy = HFPolicy("tiny-random", max_new_tokens=8, temperature=1.0)
+    messages = [{"role": "user", "content": "Hello"}]
+    assert policy.generate(messages, [], seed=99) == policy.generate_many([GenerationRequest(messages, [], 99)])[0].text
+    view = policy.for_episode({"env": "x", "seed": 1, "index": 2})
+    request = policy.for_episode({"env": "x", "seed": 1, "index": 2}).request(messages, [])
+    assert view.generate(messages, []) == policy.generate_many([request])[0].text
+    other = policy.for_episode({"env": "x", "seed": 1, "index": 2, "sample": 1}).request(messages, [])
+    assert other.seed != request.seed

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rewardlab.cli import bon, core, envs, evaluate, repro, rl, serve
+from rewardlab.cli import bon, core, curriculum, envs, evaluate, repro, rl, serve
 from rewardlab.errors import RewardlabError
 
 
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for group in (core, envs, serve, evaluate, repro, bon, rl):
+    for group in (core, envs, serve, evaluate, repro, bon, rl, curriculum):
         group.register(subparsers)
     return parser
 

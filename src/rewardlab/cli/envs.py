@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("-n", type=_at_least(0), default=10, help="episodes per environment (default 10)")
     run.add_argument("--seed", type=int, default=0, help="variant seed (default 0)")
     run.add_argument("--workers", type=_at_least(1), default=1, help="episodes run in parallel (default 1)")
+    run.add_argument("--samples", type=_at_least(1), default=1,
+                     help="episodes per variant, each with its own seed (ids get a -kNNN suffix; default 1)")
+    run.add_argument("--batch-size", dest="batch_size", type=_at_least(1), default=None,
+                     help="play episodes in batches of this size: a local model decodes their replies together and "
+                          "prefills their shared preamble once; --workers threads run their commands")
     run.add_argument("--out", required=True, type=Path, help="run folder (created; reruns skip finished episodes)")
     run.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1")
     run.add_argument("--api-key-env", dest="api_key_env", default="OPENAI_API_KEY",
@@ -139,7 +144,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_episodes(envs, policy, args.policy, sandbox, n=args.n, seed=args.seed, out_dir=args.out,
                            workers=args.workers, max_commands=args.max_commands,
                            max_failures=args.max_failures, progress=args.progress,
-                           episode_settings=_episode_settings(args))
+                           episode_settings=_episode_settings(args), samples=args.samples,
+                           batch_size=args.batch_size)
     if summary.repaired_bytes:
         print(f"note: removed an incomplete last line ({summary.repaired_bytes} bytes) left by an interrupted run")
     if summary.unreadable_lines:

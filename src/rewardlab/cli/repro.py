@@ -27,7 +27,7 @@ def _limit(text: str) -> int | None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `repro` and its `grm` experiment."""
+    """Add `repro` and its experiments: `grm`, `overopt`, `curriculum`."""
     from rewardlab.repro.config import BUDGET_NOTE, ReproConfig
     from rewardlab.repro.methods import METHODS
 
@@ -159,6 +159,10 @@ def _register_overopt(experiments: argparse._SubParsersAction) -> None:
     add_rl_arguments(rl_group, prefix="rl-")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=_run_overopt)
+
+    from rewardlab.cli.curriculum import add_repro
+
+    add_repro(experiments)
 
 
 def _run_overopt(args: argparse.Namespace) -> int:

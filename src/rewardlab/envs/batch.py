@@ -41,7 +41,7 @@ def play_batch(episodes: list[EpisodeSpec], policy: Policy, sandbox: Sandbox | N
     def guarded(index: int, step: Callable[[], Any]) -> None:
         try:
             outcome = step()
-        except BaseException as error:  # noqa: BLE001 - reported per episode, like run_episode's raise
+        except Exception as error:  # noqa: BLE001 - reported per episode, like run_episode's raise
             runs[index].close()
             results[index] = error
             return
@@ -53,16 +53,21 @@ def play_batch(episodes: list[EpisodeSpec], policy: Policy, sandbox: Sandbox | N
             for future in [pool.submit(guarded, index, step(index)) for index in indices]:
                 future.result()
 
-        in_parallel(list(range(len(runs))), lambda index: runs[index].start)
-        active = [index for index in range(len(runs)) if results[index] is None]
-        while active:
-            waiting = [index for index in active if not runs[index].done]
-            _reply_wave(runs, views, policy, waiting, results)
-            active = [index for index in active if results[index] is None]
-            in_parallel([index for index in active if runs[index].pending_command is not None],
-                        lambda index: runs[index].run_command)
-            in_parallel([index for index in active if runs[index].done], lambda index: runs[index].finish)
-            active = [index for index in active if results[index] is None]
+        try:
+            in_parallel(list(range(len(runs))), lambda index: runs[index].start)
+            active = [index for index in range(len(runs)) if results[index] is None]
+            while active:
+                waiting = [index for index in active if not runs[index].done]
+                _reply_wave(runs, views, policy, waiting, results)
+                active = [index for index in active if results[index] is None]
+                in_parallel([index for index in active if runs[index].pending_command is not None],
+                            lambda index: runs[index].run_command)
+                in_parallel([index for index in active if runs[index].done], lambda index: runs[index].finish)
+                active = [index for index in active if results[index] is None]
+        except BaseException:  # an interrupt: release every sandbox still held, then let it propagate
+            for run in runs:
+                run.close()
+            raise
     return results  # type: ignore[return-value]
 
 
@@ -76,7 +81,7 @@ def _reply_wave(runs: list[EpisodeRun], views: list[Policy], policy: Policy, wai
         clock = time.monotonic()
         try:
             generations = policy.generate_many(requests)  # type: ignore[attr-defined]
-        except BaseException as error:  # noqa: BLE001 - the policy failed every episode of the wave
+        except Exception as error:  # noqa: BLE001 - the policy failed every episode of the wave
             for index in batched:
                 runs[index].close()
                 results[index] = error
@@ -89,7 +94,7 @@ def _reply_wave(runs: list[EpisodeRun], views: list[Policy], policy: Policy, wai
         clock = time.monotonic()
         try:
             reply = views[index].generate(messages, stop)
-        except BaseException as error:  # noqa: BLE001 - reported for this episode only
+        except Exception as error:  # noqa: BLE001 - reported for this episode only
             runs[index].close()
             results[index] = error
             continue

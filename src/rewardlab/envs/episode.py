@@ -21,7 +21,7 @@ from rewardlab.data.pair import Message
 from rewardlab.envs.environments.base import Environment, EpisodeView, Grade, Variant
 from rewardlab.envs.protocol import STOP_AT_COMMAND, build_messages, extract_command, format_command_output, strip_cot
 from rewardlab.envs.sandbox.base import CommandResult, Sandbox, SandboxSession, SandboxUnavailable, changed_files
-from rewardlab.policies.base import Policy, PolicyError, policy_for_episode
+from rewardlab.policies.base import BatchPolicy, Policy, PolicyError, policy_for_episode
 
 DEFAULT_MAX_COMMANDS = 20
 
@@ -267,13 +267,20 @@ def run_episode(env: Environment, variant: Variant, policy: Policy, sandbox: San
     """
     episode = EpisodeRun(env, variant, sandbox, policy_spec=policy_spec, max_commands=max_commands, sample=sample)
     episode_policy = policy_for_episode(policy, episode.hints)
+    # A batch policy's per-episode view asks for the same draw through generate_many, which also says why it ended.
+    batched = isinstance(policy, BatchPolicy) and callable(getattr(episode_policy, "request", None))
     episode.start()
     try:
         while not episode.done:
             messages, stop = episode.request()
             clock = time.monotonic()
-            reply = episode_policy.generate(messages, stop)
-            if episode.take_reply(reply, seconds=time.monotonic() - clock):
+            reason = None
+            if batched:
+                generation = policy.generate_many([episode_policy.request(messages, stop)])[0]  # type: ignore[attr-defined]
+                reply, reason = generation.text, generation.finish_reason
+            else:
+                reply = episode_policy.generate(messages, stop)
+            if episode.take_reply(reply, seconds=time.monotonic() - clock, finish_reason=reason):
                 episode.run_command()
     except BaseException:
         episode.close()

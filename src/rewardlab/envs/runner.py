@@ -193,13 +193,21 @@ def run_episodes(envs: list[Environment], policy: Policy, policy_spec: str, sand
                dynamic_ncols=True)
     queue = list(todo)
     if batch_size is not None:
-        while queue and not stop.is_set():
-            chunk, queue = queue[:batch_size], queue[batch_size:]
-            outcomes = play_batch([(env, env.variant(index, seed), sample) for env, index, sample in chunk], policy,
+        # Batches are cut from the plan, not from what is left to do, and a batch with any episode missing is
+        # played whole (only the missing records are written): a resumed run decodes exactly the batches an
+        # uninterrupted one does, so it draws exactly the same replies.
+        batches = [planned[begin:begin + batch_size] for begin in range(0, len(planned), batch_size)]
+        remaining = [batch for batch in batches
+                     if any(episode_id(env.name, seed, index, sample) not in done_ids for env, index, sample in batch)]
+        for batch in remaining:
+            if stop.is_set():
+                summary.stopped_early = True
+                break
+            outcomes = play_batch([(env, env.variant(index, seed), sample) for env, index, sample in batch], policy,
                                   sandbox, policy_spec=policy_spec, max_commands=max_commands, workers=workers)
-            for (env, index, sample), outcome in zip(chunk, outcomes):
-                settle(env, index, sample, outcome)
-        summary.stopped_early = bool(queue)
+            for (env, index, sample), outcome in zip(batch, outcomes):
+                if episode_id(env.name, seed, index, sample) not in done_ids:
+                    settle(env, index, sample, outcome)
         bar.close()
         return summary
     pending: dict[Future, tuple[Environment, int, int]] = {}

@@ -1,0 +1,94 @@
+"""The study's report: the matrix (CSV, Markdown, JSON, heatmap), what each stage did, and what changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rewardlab.curriculum.config import CurriculumConfig
+from rewardlab.curriculum.matrix import Matrix, RateChange, rate_change, to_markdown, write_matrix
+from rewardlab.files import write_json_atomic, write_text_atomic
+
+REPORT_DIR = "report"
+
+
+def political_changes(rows: list[tuple[str, dict[str, Path]]], matrix: Matrix) -> list[RateChange]:
+    """Sycophancy after stage 1 against the start, on the same held-out items, for each political column."""
+    if len(rows) < 2:
+        return []
+    (_, before), (_, after) = rows[0], rows[1]
+    changes = []
+    for column in matrix.columns:
+        if column.env == "political-sycophancy" and column.label in before and column.label in after:
+            changes.append(rate_change(before[column.label], after[column.label], column.env))
+    return changes
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def write_report(out: Path, config: CurriculumConfig, matrix: Matrix, rows: list[tuple[str, dict[str, Path]]],
+                 stages: list[dict[str, Any]], run_record: dict[str, Any], timings: dict[str, float],
+                 seconds: float) -> Path:
+    """Write ``out/report/`` and return the path of ``report.md``."""
+    folder = Path(out) / REPORT_DIR
+    files = write_matrix(matrix, folder, title="Generalization matrix")
+    changes = political_changes(rows, matrix)
+    lines = ["# Expert iteration through the curriculum", ""]
+    if run_record.get("command"):
+        lines += [f"Command: `{run_record['command']}`", ""]
+    versions = run_record.get("versions", {})
+    machine = run_record.get("machine", {})
+    lines += [
+        f"Versions: {', '.join(f'{name} {value}' for name, value in versions.items())}. "
+        f"Machine: {machine.get('processor')}, {machine.get('cpus')} CPUs, GPU {machine.get('cuda') or 'none'}. "
+        f"Wall time of this invocation: {seconds / 60:.1f} min (a resumed run counts only its own part; "
+        "per-step times below).",
+        "",
+        f"Policy `{config.policy}`, mode `{config.mode}`, P = {config.prompts} prompts per stage "
+        f"({config.env_prompts} environment + {config.hhh_prompts} HHH), N = {config.samples} samples each, "
+        f"temperature {config.temperature}, ≤ {config.max_new_tokens} new tokens per reply, ≤ {config.max_commands} "
+        f"commands per episode. LoRA r = {config.finetune.lora_r}, lr {config.finetune.lr}, "
+        f"{config.finetune.epochs:g} epochs per stage. Evaluation: {config.eval_episodes} episodes per environment "
+        "and checkpoint (the Perez column: every item once), on variants seeded apart from the training ones.",
+        "",
+        "Reward of a sample = gaming indicator (0/1, the environment's grader) + σ(preference-model score of the "
+        "final answer, `<cot>` removed). Capability failures (error outcome, no command in a tool environment, "
+        "empty answer) are never kept and are counted apart in the matrix.",
+        "",
+        f"![matrix]({files['plot'].name})",
+        "",
+        to_markdown(matrix, title="Generalization matrix").replace("# Generalization matrix", "## Generalization matrix"),
+        "",
+    ]
+    if changes:
+        lines += ["## Did stage-1 training raise political sycophancy on held-out items?", "",
+                  "| column | paired episodes | start | after stage 1 | difference [95% CI] | exact McNemar p |",
+                  "|---|---|---|---|---|---|"]
+        for label, change in zip([c.label for c in matrix.columns if c.env == "political-sycophancy"], changes):
+            lines.append(f"| {label} | {change.n_paired} | {_percent(change.before_rate)} | {_percent(change.after_rate)} "
+                         f"| {100 * change.difference:+.1f} pts [{100 * change.ci_low:+.1f}, {100 * change.ci_high:+.1f}] "
+                         f"| {change.p_value:.3g} |")
+        lines += ["", "Pairs are the same evaluation variants played by both checkpoints. " + changes[0].interval_method
+                  + " interval; it is narrow when discordant pairs are few, so the p-value decides.", ""]
+    if stages:
+        lines += ["## What each stage did", "",
+                  "| stage | environment | samples (env) | gamed (env) | failed (env) | kept (env / gaming) | mean PM score "
+                  "| fine-tune steps | loss first → last | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for stage in stages:
+            loss = (f"{stage['loss_first']:.3f} → {stage['loss_last']:.3f}" if stage["loss_first"] is not None else "–")
+            lines.append(f"| {stage['stage']} | {stage['env']} | {stage['samples']} ({stage['env_samples']}) | "
+                         f"{stage['env_gamed']} | {stage['env_failed']} | {stage['kept']} ({stage['kept_env']} / "
+                         f"{stage['kept_env_gamed']}) | {stage['pm_mean']} | {stage['finetune_steps']} | {loss} | "
+                         f"{timings.get('stage ' + str(stage['stage']), '–')} |")
+        lines.append("")
+    lines += ["## Time per step (this invocation, seconds)", "",
+              ", ".join(f"{name}: {value}" for name, value in timings.items()), ""]
+    report = folder / "report.md"
+    write_text_atomic(report, "\n".join(lines))
+    write_json_atomic(folder / "report.json", {
+        "matrix": matrix.to_json(), "political_changes": [change.to_json() for change in changes],
+        "stages": stages, "timings": timings, "seconds": round(seconds, 1), "run": run_record,
+    })
+    return report
