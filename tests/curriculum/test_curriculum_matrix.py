@@ -185,14 +185,24 @@ def test_rate_change_pairs_by_id_with_exact_mcnemar(tmp_path: Path):
     assert change.difference == pytest.approx(0.6)
     assert change.p_value == pytest.approx(2 * 0.5**6) == 0.03125
     assert change.rose
-    # Exact-conditional interval: Clopper–Pearson on 6 of 6 discordant pairs, scaled by 6/10.
-    low, high = clopper_pearson(6, 6)
-    assert change.ci_low == pytest.approx(0.6 * (2 * low - 1)) and change.ci_high == pytest.approx(0.6)
-    assert 0 < change.ci_low < change.difference <= change.ci_high
+    # Newcombe's method 10 by hand: Wilson(2/10) = [0.05668, 0.50984], Wilson(8/10) = [0.49016, 0.94332],
+    # φ = (2·2 − 0·6) / √(2·8·8·2) = 0.25; L = 0.6 − √(0.30984² − 2·0.25·0.30984·0.30984 + 0.30984²) = 0.22053,
+    # U = 0.6 + √(0.14332² − 2·0.25·0.14332·0.14332 + 0.14332²) = 0.77553.
+    assert change.ci_low == pytest.approx(0.220528, abs=1e-6) and change.ci_high == pytest.approx(0.775528, abs=1e-6)
+    assert 0 < change.ci_low < change.difference < change.ci_high
     assert json.loads(json.dumps(change.to_json()))["rose"] is True
 
     reverse = rate_change(after, before, "reward-tampering")
     assert reverse.difference == pytest.approx(-0.6) and reverse.p_value == change.p_value and not reverse.rose
+
+
+def test_newcombe_interval_is_not_degenerate_without_discordant_pairs():
+    from rewardlab.curriculum.matrix import newcombe_paired_interval
+
+    low, high = newcombe_paired_interval(3, 0, 0, 7)  # nothing changed in 10 pairs
+    assert low < 0 < high and high - low > 0.2
+    low, high = newcombe_paired_interval(0, 0, 0, 5)  # never gamed, before or after
+    assert low < 0 < high and -1 <= low and high <= 1
 
 
 def test_mcnemar_exact_values_and_bad_inputs(tmp_path: Path):

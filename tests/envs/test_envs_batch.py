@@ -105,3 +105,17 @@ def test_a_failing_policy_fails_the_wave_into_errors_and_frees_every_sandbox(bwr
     assert {e["id"] for e in errors} == {episode_id(env.name, 0, i) for i in range(3)}
     assert all("refused the connection" in e["error"] for e in errors)
     assert not (tmp_path / "episodes.jsonl").exists() or not (tmp_path / "episodes.jsonl").read_text().strip()
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_a_transcript_past_the_context_ends_the_episode_with_a_label(bwrap_sandbox, tmp_path, batch_size) -> None:
+    long_replies = HFPolicy("tiny-random", max_new_tokens=1900, temperature=1.0)  # preamble + 1900 > 2048
+    env = make_environment("rubric-modification-nudged")
+    summary = run_episodes([env], long_replies, "hf:tiny-random", bwrap_sandbox, n=2, seed=0, out_dir=tmp_path,
+                           batch_size=batch_size, progress=False)
+    assert summary.failed == 0 and summary.finished == 2
+    assert not (tmp_path / "errors.jsonl").exists()
+    for record in load_episodes(tmp_path).records:
+        assert record["details"]["context_exhausted"] is True
+        assert record["finish_reasons"][-1] == "context_limit" and record["final_answer"] == ""
+        assert record["outcome"] == env.error_outcome

@@ -331,3 +331,27 @@ def test_with_model_asks_for_the_adapter_with_the_same_settings(server, monkeypa
     adapter.close()
     assert policy.generate(_user("q"), []) == "ok"  # closing the adapter's client leaves the base's open
     policy.close()
+
+
+def test_a_prompt_past_the_servers_context_is_a_context_limit_not_a_failure(server):
+    from rewardlab.envs.environments import make_environment
+    from rewardlab.envs.episode import run_episode
+    from rewardlab.policies.base import ContextLimitError, GenerationRequest
+
+    policy = OpenAIPolicy("tiny-model", server.url, max_retries=0)
+    message = ("This model's maximum context length is 2048 tokens. However, you requested 2100 tokens "
+               "(2000 in the messages, 100 in the completion).")
+    server.queue(message, status=400)
+    with pytest.raises(ContextLimitError, match="no longer fits"):
+        policy.generate(OPENING, [])
+    server.queue(message, status=400)
+    server.queue("fine", finish_reason="stop")
+    answers = policy.generate_many([GenerationRequest(OPENING, [], 1), GenerationRequest(OPENING, [], 2)])
+    assert sorted(answer.finish_reason for answer in answers) == ["context_limit", "eos"]
+    server.queue(message, status=400)
+    env = make_environment("political-sycophancy")
+    record = run_episode(env, env.variant(0, 0), policy, None, policy_spec="openai:tiny-model")
+    assert record.details["context_exhausted"] is True and record.outcome == env.error_outcome
+    server.queue("the grader is down", status=400)
+    with pytest.raises(PolicyError, match="HTTP 400"):  # any other 400 stays a failure of the policy
+        policy.generate(OPENING, [])

@@ -243,12 +243,8 @@ class RateChange:
     """Gaming before and after on the episodes both checkpoints ran (paired by record id).
 
     ``gamed_after_only`` and ``gamed_before_only`` are the discordant pairs; ``difference`` is
-    after − before. The 95% interval is exact-conditional: given the ``d`` discordant pairs, the
-    share of them that rose has a Clopper–Pearson interval [πL, πU], and the difference is
-    (d / n_paired)·(2π − 1). It agrees with the exact McNemar test (it excludes 0 exactly when
-    ``p_value`` < 0.05) but treats the discordant fraction d / n_paired as known, so it is too narrow
-    when discordant pairs are few: with no discordant pair it is [0, 0], and when all discordant pairs
-    go one way its far end is the observed difference. Read ``p_value`` for whether gaming changed.
+    after − before, with Newcombe's paired score interval (`newcombe_paired_interval`) and the exact
+    McNemar p-value on the discordant pairs.
     """
 
     env: str
@@ -266,7 +262,7 @@ class RateChange:
     unpaired_before: int
     unpaired_after: int
     duplicate_ids: int = 0
-    interval_method: str = "exact-conditional (Clopper–Pearson on the discordant pairs)"
+    interval_method: str = "Newcombe's paired score interval (1998, method 10)"
 
     @property
     def rose(self) -> bool:
@@ -278,6 +274,32 @@ class RateChange:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["rose"] = self.rose
         return data
+
+
+def newcombe_paired_interval(both: int, before_only: int, after_only: int, neither: int,
+                             z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% interval for the change in a rate between two paired measurements (after − before).
+
+    Newcombe (1998), method 10: Wilson score intervals of both rates, combined with the correlation φ of
+    the paired outcomes. Unlike the Wald interval it stays inside [−1, 1] and is not degenerate when no
+    or few pairs are discordant.
+    """
+    from rewardlab.evaluate.stats import wilson_interval
+
+    n = both + before_only + after_only + neither
+    if n == 0:
+        return (math.nan, math.nan)
+    p_before, p_after = (both + before_only) / n, (both + after_only) / n
+    low_before, high_before = wilson_interval(both + before_only, n, z)
+    low_after, high_after = wilson_interval(both + after_only, n, z)
+    margins = (both + before_only) * (after_only + neither) * (both + after_only) * (before_only + neither)
+    phi = (both * neither - before_only * after_only) / math.sqrt(margins) if margins else 0.0
+    difference = p_after - p_before
+    below = math.sqrt(max(0.0, (p_after - low_after) ** 2 - 2 * phi * (p_after - low_after) * (high_before - p_before)
+                          + (high_before - p_before) ** 2))
+    above = math.sqrt(max(0.0, (high_after - p_after) ** 2 - 2 * phi * (high_after - p_after) * (p_before - low_before)
+                          + (p_before - low_before) ** 2))
+    return (max(-1.0, difference - below), min(1.0, difference + above))
 
 
 def mcnemar_exact(rose: int, fell: int) -> float:
@@ -325,12 +347,8 @@ def rate_change(before_folder: Path, after_folder: Path, env_name: str) -> RateC
     gamed_after = sum(after[key] for key in paired)
     rose = sum(1 for key in paired if after[key] and not before[key])
     fell = sum(1 for key in paired if before[key] and not after[key])
-    discordant = rose + fell
-    if discordant == 0:
-        low = high = 0.0
-    else:
-        share_low, share_high = clopper_pearson(rose, discordant)
-        low, high = (discordant / n * (2 * share_low - 1), discordant / n * (2 * share_high - 1))
+    both = sum(1 for key in paired if before[key] and after[key])
+    low, high = newcombe_paired_interval(both, fell, rose, n - both - fell - rose)
     return RateChange(
         env=env_name, n_paired=n, gamed_before=gamed_before, gamed_after=gamed_after, gamed_after_only=rose,
         gamed_before_only=fell, before_rate=gamed_before / n, after_rate=gamed_after / n,

@@ -24,6 +24,21 @@ def political_changes(rows: list[tuple[str, dict[str, Path]]], matrix: Matrix) -
     return changes
 
 
+def _total_minutes(run_record: dict[str, Any]) -> float:
+    """Wall time over every invocation that finished (a killed one is counted by its start to the next one's)."""
+    from datetime import datetime
+
+    invocations = run_record.get("invocations", [])
+    stamp = lambda text: datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    total = 0.0
+    for number, invocation in enumerate(invocations):
+        if invocation.get("seconds") is not None:
+            total += float(invocation["seconds"])
+        elif number + 1 < len(invocations):
+            total += (stamp(invocations[number + 1]["started_at"]) - stamp(invocation["started_at"])).total_seconds()
+    return total / 60
+
+
 def _percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
@@ -43,8 +58,8 @@ def write_report(out: Path, config: CurriculumConfig, matrix: Matrix, rows: list
     lines += [
         f"Versions: {', '.join(f'{name} {value}' for name, value in versions.items())}. "
         f"Machine: {machine.get('processor')}, {machine.get('cpus')} CPUs, GPU {machine.get('cuda') or 'none'}. "
-        f"Wall time of this invocation: {seconds / 60:.1f} min (a resumed run counts only its own part; "
-        "per-step times below).",
+        f"Wall time: {_total_minutes(run_record):.1f} min in {len(run_record.get('invocations', [])) or 1} "
+        f"invocation(s) of the command (this one {seconds / 60:.1f} min; steps it found done cost it nothing).",
         "",
         f"Policy `{config.policy}`, mode `{config.mode}`, P = {config.prompts} prompts per stage "
         f"({config.env_prompts} environment + {config.hhh_prompts} HHH), N = {config.samples} samples each, "
@@ -70,8 +85,8 @@ def write_report(out: Path, config: CurriculumConfig, matrix: Matrix, rows: list
             lines.append(f"| {label} | {change.n_paired} | {_percent(change.before_rate)} | {_percent(change.after_rate)} "
                          f"| {100 * change.difference:+.1f} pts [{100 * change.ci_low:+.1f}, {100 * change.ci_high:+.1f}] "
                          f"| {change.p_value:.3g} |")
-        lines += ["", "Pairs are the same evaluation variants played by both checkpoints. " + changes[0].interval_method
-                  + " interval; it is narrow when discordant pairs are few, so the p-value decides.", ""]
+        lines += ["", "Pairs are the same evaluation variants played by both checkpoints; the interval is "
+                  + changes[0].interval_method + ", the p-value the exact McNemar test on the discordant pairs.", ""]
     if stages:
         lines += ["## What each stage did", "",
                   "| stage | environment | samples (env) | gamed (env) | failed (env) | kept (env / gaming) | mean PM score "

@@ -98,10 +98,12 @@ class PolicyState:
 
     def __init__(self, config: CurriculumConfig, echo: Callable[[str], None]) -> None:
         from rewardlab.models.registry import load_backbone
-        from rewardlab.policies.hf import HFPolicy
+        from rewardlab.policies.hf import HFPolicy, resolve_policy_dtype
 
         self.config, self.echo = config, echo
-        base, self.tokenizer = load_backbone(config.policy, dtype=torch.float32)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        base, self.tokenizer = load_backbone(config.policy, dtype=resolve_policy_dtype("auto", device))
+        base.to(device)
         torch.manual_seed(config.seed)
         self.model = attach_lora(base, config.finetune)
         self.model.eval()
@@ -163,7 +165,8 @@ def _check_run(out: Path, config: CurriculumConfig, command: str | None) -> dict
     import peft
     import transformers
 
-    record = existing or {"identity": identity, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = existing or {"identity": identity, "started_at": _now()}
+    record["invocations"] = [*record.get("invocations", []), {"started_at": _now(), "command": command}]
     record.update({
         "config": json.loads(json.dumps(config.to_json())), "command": command,
         "seeds": {"train_variants": config.seed + TRAIN_SEED_OFFSET, "eval_variants": config.seed + EVAL_SEED_OFFSET,
@@ -175,6 +178,16 @@ def _check_run(out: Path, config: CurriculumConfig, command: str | None) -> dict
     })
     write_json_atomic(path, record, sort_keys=True)
     return record
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _finish_invocation(out: Path, record: dict[str, Any], seconds: float) -> None:
+    """Note this invocation's wall time in ``run.json`` (the report adds up all invocations of the folder)."""
+    record["invocations"][-1].update(finished_at=_now(), seconds=round(seconds, 1))
+    write_json_atomic(out / RUN_FILE, record, sort_keys=True)
 
 
 def _cpu_count() -> int | None:
@@ -287,6 +300,16 @@ def run_curriculum(config: CurriculumConfig, *, echo: Callable[[str], None] = pr
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     run_record = _check_run(out, config, command)
+    try:
+        return _run(config, out, run_record, started, echo)
+    finally:
+        if "seconds" not in run_record["invocations"][-1]:  # stopped by an error: its time still counts
+            _finish_invocation(out, run_record, time.perf_counter() - started)
+
+
+def _run(config: CurriculumConfig, out: Path, run_record: dict[str, Any], started: float,
+         echo: Callable[[str], None]) -> CurriculumResult:
+    """The recipe of `run_curriculum`, step by step."""
     sandbox = make_sandbox(config.sandbox, SandboxLimits(command_timeout=config.command_timeout))
     hhh_env = HHHPrompts(config.hhh_data, part="b")
     columns = eval_columns(config)
@@ -318,7 +341,6 @@ def run_curriculum(config: CurriculumConfig, *, echo: Callable[[str], None] = pr
             records = warmup_records(config.hhh_data, config.warmup_examples, config.seed)
             examples = [episode_example(state.tokenizer, record, uses_tools=False) for record in records]
             echo(f"warm-up: {len(examples)} format examples (hh-rlhf chosen responses, factual two-option answers)")
-            state.move_to(Checkpoint(-1, "fresh", None))
             settings = FinetuneSettings(**{**config.finetune.__dict__, "epochs": config.warmup_epochs})
             finetune(state.model, state.tokenizer, examples, settings, save_to=adapter,
                      progress=config.progress, desc="fine-tune warm-up", echo=echo)
@@ -389,6 +411,7 @@ def run_curriculum(config: CurriculumConfig, *, echo: Callable[[str], None] = pr
 
     matrix = build_matrix(rows, [column for column, _, _ in columns])
     seconds = time.perf_counter() - started
+    _finish_invocation(out, run_record, seconds)
     report = write_report(out, config, matrix, rows, stage_summaries, run_record, timings, seconds)
     echo(f"report: {report}")
     return CurriculumResult(out, report, matrix, seconds, stage_summaries)

@@ -19,7 +19,14 @@ from typing import Any
 from rewardlab.envs.environments.base import Environment, Variant
 from rewardlab.envs.episode import DEFAULT_MAX_COMMANDS, EpisodeRecord, EpisodeRun
 from rewardlab.envs.sandbox.base import Sandbox
-from rewardlab.policies.base import BatchPolicy, GenerationRequest, Policy, policy_for_episode
+from rewardlab.policies.base import (
+    CONTEXT_LIMIT,
+    BatchPolicy,
+    ContextLimitError,
+    GenerationRequest,
+    Policy,
+    policy_for_episode,
+)
 
 EpisodeSpec = tuple[Environment, Variant, int]
 """An environment, the variant to play, and the sample number (repeats of one variant)."""
@@ -94,6 +101,9 @@ def _reply_wave(runs: list[EpisodeRun], views: list[Policy], policy: Policy, wai
         clock = time.monotonic()
         try:
             reply = views[index].generate(messages, stop)
+        except ContextLimitError:
+            runs[index].take_reply("", seconds=time.monotonic() - clock, finish_reason=CONTEXT_LIMIT)
+            continue
         except Exception as error:  # noqa: BLE001 - reported for this episode only
             runs[index].close()
             results[index] = error

@@ -5,7 +5,8 @@ crash the sandbox machinery or make a grading check fail in ways the grader did 
 failures become the environment's ``error_outcome`` with the reason in ``details["error"]``.
 Only failures outside the episode's control propagate (and end up in ``errors.jsonl``): the
 sandbox cannot start (`SandboxUnavailable`, or any error from ``Sandbox.start``), the policy or
-a grader model cannot answer (`PolicyError`).
+a grader model cannot answer (`PolicyError`). A transcript grown past the policy's context (long command
+outputs) is the episode's own doing: it ends the episode unanswered, with a label.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rewardlab.data.pair import Message
 from rewardlab.envs.environments.base import Environment, EpisodeView, Grade, Variant
 from rewardlab.envs.protocol import STOP_AT_COMMAND, build_messages, extract_command, format_command_output, strip_cot
 from rewardlab.envs.sandbox.base import CommandResult, Sandbox, SandboxSession, SandboxUnavailable, changed_files
-from rewardlab.policies.base import BatchPolicy, Policy, PolicyError, policy_for_episode
+from rewardlab.policies.base import CONTEXT_LIMIT, BatchPolicy, ContextLimitError, Policy, PolicyError, policy_for_episode
 
 DEFAULT_MAX_COMMANDS = 20
 
@@ -125,6 +126,7 @@ class EpisodeRun:
         self.commands: list[dict[str, Any]] = []
         self.finish_reasons: list[str | None] = []
         self.hit_limit = False
+        self.context_exhausted = False
         self.failure: Grade | None = None
         self.pending_command: str | None = None
         self.done = False
@@ -161,9 +163,19 @@ class EpisodeRun:
         return [dict(m) for m in self.messages], list(self.stop)  # type: ignore[misc]
 
     def take_reply(self, reply: str, *, seconds: float = 0.0, finish_reason: str | None = None) -> bool:
-        """Append the policy's reply; True if the episode now waits on a command, False if it is over."""
+        """Append the policy's reply; True if the episode now waits on a command, False if it is over.
+
+        A ``context_limit`` finish means the transcript no longer fits the policy's context: nothing was
+        written, and the episode ends there without a final answer (``details["context_exhausted"]``),
+        as it does at the command cap. Its length is the episode's own doing, so it gets a label.
+        """
         self.timings["policy"] += seconds
         self.finish_reasons.append(finish_reason)
+        if finish_reason == CONTEXT_LIMIT:
+            self.context_exhausted = True
+            self._extra_details["context_exhausted"] = True
+            self.pending_command, self.done = None, True
+            return False
         _append_reply(self.messages, reply)
         command = extract_command(reply) if self.session else None
         if command is not None and len(self.commands) >= self.max_commands:
@@ -205,7 +217,8 @@ class EpisodeRun:
         """Grade the finished episode, close its sandbox and build its record."""
         env, variant, session = self.env, self.variant, self.session
         try:
-            final_answer = "" if self.hit_limit or self.failure else strip_cot(self.messages[-1]["content"])
+            ended_early = self.hit_limit or self.failure or self.context_exhausted
+            final_answer = "" if ended_early else strip_cot(self.messages[-1]["content"])
             view = EpisodeView(variant=variant, final_answer=final_answer,
                                commands=tuple(c["command"] for c in self.commands))
             clock = time.monotonic()
@@ -279,7 +292,10 @@ def run_episode(env: Environment, variant: Variant, policy: Policy, sandbox: San
                 generation = policy.generate_many([episode_policy.request(messages, stop)])[0]  # type: ignore[attr-defined]
                 reply, reason = generation.text, generation.finish_reason
             else:
-                reply = episode_policy.generate(messages, stop)
+                try:
+                    reply = episode_policy.generate(messages, stop)
+                except ContextLimitError:
+                    reply, reason = "", CONTEXT_LIMIT
             if episode.take_reply(reply, seconds=time.monotonic() - clock, finish_reason=reason):
                 episode.run_command()
     except BaseException:

@@ -42,6 +42,17 @@ class PolicyError(RewardlabError, RuntimeError):
     """A policy could not produce a reply (bad spec, unreachable server, exhausted replay…)."""
 
 
+class ContextLimitError(PolicyError):
+    """The transcript no longer fits the model's context: the episode's own length, not a broken policy."""
+
+
+def text_or_raise(generation: "Generation") -> str:
+    """A generation's text for the plain `Policy.generate` contract; a context overflow raises `ContextLimitError`."""
+    if generation.finish_reason == CONTEXT_LIMIT:
+        raise ContextLimitError("the transcript no longer fits the model's context")
+    return generation.text
+
+
 @runtime_checkable
 class Policy(Protocol):
     """Anything that can write the next assistant message."""
@@ -104,8 +115,10 @@ class GenerationRequest:
     seed: int
 
 
-FINISH_REASONS = ("stop", "eos", "length")
-"""Why a reply ended: a stop string, the model's end of turn, or the token limit."""
+CONTEXT_LIMIT = "context_limit"
+FINISH_REASONS = ("stop", "eos", "length", CONTEXT_LIMIT)
+"""Why a reply ended: a stop string, the model's end of turn, the token limit, or no reply at all because
+the transcript no longer fits the model's context (the text is then only the assistant opening)."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ import torch
 from rewardlab.data.pair import Message
 from rewardlab.data.render import with_special_tokens
 from rewardlab.policies.base import (
+    CONTEXT_LIMIT,
+    ContextLimitError,
     Generation,
     GenerationRequest,
     PolicyError,
@@ -43,6 +45,7 @@ from rewardlab.policies.base import (
     continuation_prefix,
     cut_at_stop,
     sample_seed,
+    text_or_raise,
 )
 
 POLICY_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -134,8 +137,8 @@ class HFPolicy:
         ids = with_special_tokens(self.tokenizer, self.tokenizer(text, add_special_tokens=False)["input_ids"], whole=False)
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and len(ids) + max_new_tokens > limit:
-            raise PolicyError(f"prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds "
-                              f"the context of {limit} tokens of {self.model_name!r}")
+            raise ContextLimitError(f"prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds "
+                                    f"the context of {limit} tokens of {self.model_name!r}")
         return ids
 
     def generate(self, messages: list[Message], stop: list[str], *, seed: int | None = None) -> str:
@@ -144,7 +147,12 @@ class HFPolicy:
             with self._lock:
                 self._calls += 1
                 seed = self.seed + self._calls
-        return self.generate_many([GenerationRequest(messages, list(stop), seed)])[0].text
+        self.check_fits(messages)
+        return text_or_raise(self.generate_many([GenerationRequest(messages, list(stop), seed)])[0])
+
+    def check_fits(self, messages: list[Message]) -> None:
+        """Raise `ContextLimitError`, with the token counts, if ``messages`` plus a reply exceed the context."""
+        self.prompt_ids(self.prompt_text(messages), self.max_new_tokens)
 
     def generate_many(self, requests: list[GenerationRequest]) -> list[Generation]:
         """One reply per request, decoded together (see the module docstring); the policy's temperature,
@@ -154,13 +162,21 @@ class HFPolicy:
         settings = SamplingSettings(temperature=self.temperature, top_p=self.top_p,
                                     max_new_tokens=self.max_new_tokens, seed=self.seed)
         texts = [self.prompt_text(request.messages) for request in requests]
-        ids = [self.prompt_ids(text, settings.max_new_tokens) for text in texts]
-        rows = self.sample_batch or self._rows_that_fit(max(len(row) for row in ids) + settings.max_new_tokens)
+        ids: dict[int, list[int]] = {}
+        results: list[Generation | None] = [None] * len(requests)
+        for index, text in enumerate(texts):
+            try:
+                ids[index] = self.prompt_ids(text, settings.max_new_tokens)
+            except ContextLimitError:
+                results[index] = Generation(continuation_prefix(requests[index].messages), CONTEXT_LIMIT)
+        fitting = sorted(ids)
+        if not fitting:
+            return results  # type: ignore[return-value]
+        rows = self.sample_batch or self._rows_that_fit(max(len(row) for row in ids.values()) + settings.max_new_tokens)
         stop_ids = self.eos_ids()
-        results: list[Generation] = []
         with self._lock, torch.inference_mode():
-            for begin in range(0, len(requests), rows):
-                chunk = list(range(begin, min(begin + rows, len(requests))))
+            for begin in range(0, len(fitting), rows):
+                chunk = fitting[begin:begin + rows]
                 distinct: dict[str, int] = {}
                 row_prompt = [distinct.setdefault(texts[i], len(distinct)) for i in chunk]
                 prompts: list[list[int]] = [[] for _ in distinct]
@@ -176,9 +192,9 @@ class HFPolicy:
                 for row, i in enumerate(chunk):
                     text = self.tokenizer.decode(decoded.tokens[row], skip_special_tokens=True)
                     reason = decoded.finish_reasons[row] if decoded.finish_reasons else None
-                    results.append(Generation(continuation_prefix(requests[i].messages)
-                                              + cut_at_stop(text, list(requests[i].stop)), reason))
-        return results
+                    results[i] = Generation(continuation_prefix(requests[i].messages)
+                                            + cut_at_stop(text, list(requests[i].stop)), reason)
+        return results  # type: ignore[return-value]
 
     def _prefill_shared(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor]:
         """Prefill distinct prompts: their common token prefix once, then each remainder (left-padded after
@@ -528,7 +544,8 @@ class _SeededHF:
         self._calls = 0
 
     def generate(self, messages: list[Message], stop: list[str]) -> str:
-        return self._policy.generate_many([self.request(messages, stop)])[0].text
+        self._policy.check_fits(messages)
+        return text_or_raise(self._policy.generate_many([self.request(messages, stop)])[0])
 
     def request(self, messages: list[Message], stop: list[str]) -> GenerationRequest:
         """The next call of this episode as a request for `HFPolicy.generate_many` (same seed as `generate`)."""

@@ -41,6 +41,8 @@ import httpx
 
 from rewardlab.data.pair import Message
 from rewardlab.policies.base import (
+    CONTEXT_LIMIT,
+    ContextLimitError,
     Generation,
     GenerationRequest,
     PolicyError,
@@ -49,9 +51,13 @@ from rewardlab.policies.base import (
     continuation_prefix,
     cut_at_stop,
     sample_seed,
+    text_or_raise,
 )
 
 PREFILL_MODES = ("continue", "none")
+_CONTEXT_OVERFLOW = re.compile(r"maximum context length|context length|context window|too many tokens|prompt is too long",
+                               re.IGNORECASE)
+"""How vLLM, llama.cpp and OpenAI word a 400 for a prompt that does not fit the model's context."""
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _SEED_MODULUS = 2**31
 """Seeds sent to the server are reduced modulo this (vLLM and OpenAI take a 32-bit signed seed)."""
@@ -199,6 +205,9 @@ class OpenAIPolicy:
                 last_problem = f"HTTP {response.status_code}"
                 retry_after = response.headers.get("retry-after")
                 continue
+            if response.status_code == 400 and _CONTEXT_OVERFLOW.search(response.text):
+                raise ContextLimitError(f"{self.base_url}/chat/completions: the transcript no longer fits the "
+                                        f"model's context ({response.text[:300]})")
             if response.status_code >= 400:
                 raise PolicyError(f"{self.base_url}/chat/completions answered HTTP {response.status_code}: "
                                   f"{response.text[:500]}")
@@ -231,11 +240,10 @@ class OpenAIPolicy:
         if not requests:
             return []
         if len(requests) == 1:
-            return [self._generation(requests[0].messages, requests[0].stop, requests[0].seed)]
+            return [self._generation_or_limit(requests[0])]
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(requests)),
                                 thread_name_prefix="openai-policy") as pool:
-            futures = [pool.submit(self._generation, request.messages, request.stop, request.seed)
-                       for request in requests]
+            futures = [pool.submit(self._generation_or_limit, request) for request in requests]
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [future for future in futures if future in done and future.exception() is not None]
             if failed:
@@ -244,6 +252,13 @@ class OpenAIPolicy:
                 wait(pending)
                 raise failed[0].exception()
             return [future.result() for future in futures]
+
+    def _generation_or_limit(self, request: GenerationRequest) -> Generation:
+        """`_generation`, with a context overflow answered as a `Generation` whose finish reason says so."""
+        try:
+            return self._generation(request.messages, request.stop, request.seed)
+        except ContextLimitError:
+            return Generation(continuation_prefix(request.messages), CONTEXT_LIMIT)
 
     def _generation(self, messages: list[Message], stop: list[str], seed: int | None) -> Generation:
         """The one request behind `generate` and `generate_many` (``seed=None`` sends no seed)."""
@@ -317,4 +332,4 @@ class _SeededOpenAI:
     def generate(self, messages: list[Message], stop: list[str]) -> str:
         """The next call of the episode, sent with its seed."""
         request = self.request(messages, stop)
-        return self._policy.generate_many([request])[0].text
+        return text_or_raise(self._policy.generate_many([request])[0])
