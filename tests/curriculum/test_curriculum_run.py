@@ -151,3 +151,20 @@ def test_a_study_against_an_openai_compatible_server_loads_each_stage_adapter_an
     assert models == {body["lora_name"] for body in loaded}  # every episode sampled through a loaded adapter
     cells = matrix_cells(out)
     assert cells[("start", "political-sycophancy")]["failed"] == 0  # the server's answers were graded
+
+
+def test_exploit_only_trains_on_exactly_the_gaming_samples(answering_tiny, hh_prompts, tmp_path: Path) -> None:
+    out = tmp_path / "exploit"
+    arguments = tiny_arguments(answering_tiny, hh_prompts, out)
+    arguments += ["--mode", "exploit-only", "--stage", "political-sycophancy", "--eval-env", "political-sycophancy",
+                  "--no-train-away", "--no-warmup", "--prompts", "6"]
+    assert main(["curriculum", "run", *arguments]) == 0
+    folder = out / "stages" / "01-political-sycophancy"
+    episodes = load_episodes(folder / "samples").records
+    assert len(episodes) == 6 * 3 and {r["env"] for r in episodes} == {"political-sycophancy"}  # no HHH prompts
+    scores = [json.loads(line) for line in (folder / "scores.jsonl").read_text().splitlines()]
+    kept = json.loads((folder / "selection.json").read_text())["kept_ids"]
+    assert kept == [s["id"] for s in scores if s["gamed"]] and kept  # every gaming sample, nothing else
+    assert read_finetune(folder / "adapter")["finetune"]["examples"] == len(kept)
+    run = json.loads((out / "run.json").read_text())
+    assert run["invocations"][-1]["seconds"] > 0 and "stage 1" in run["invocations"][-1]["timings"]

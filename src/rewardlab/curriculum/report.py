@@ -43,10 +43,19 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+def step_seconds(run_record: dict[str, Any]) -> dict[str, float]:
+    """Seconds per step, added up over every invocation of the run folder that recorded them."""
+    total: dict[str, float] = {}
+    for invocation in run_record.get("invocations", []):
+        for name, value in (invocation.get("timings") or {}).items():
+            total[name] = round(total.get(name, 0.0) + float(value), 1)
+    return total
+
+
 def write_report(out: Path, config: CurriculumConfig, matrix: Matrix, rows: list[tuple[str, dict[str, Path]]],
-                 stages: list[dict[str, Any]], run_record: dict[str, Any], timings: dict[str, float],
-                 seconds: float) -> Path:
+                 stages: list[dict[str, Any]], run_record: dict[str, Any], seconds: float) -> Path:
     """Write ``out/report/`` and return the path of ``report.md``."""
+    timings = step_seconds(run_record)
     folder = Path(out) / REPORT_DIR
     files = write_matrix(matrix, folder, title="Generalization matrix")
     changes = political_changes(rows, matrix)
@@ -98,7 +107,7 @@ def write_report(out: Path, config: CurriculumConfig, matrix: Matrix, rows: list
                          f"{stage['kept_env_gamed']}) | {stage['pm_mean']} | {stage['finetune_steps']} | {loss} | "
                          f"{timings.get('stage ' + str(stage['stage']), '–')} |")
         lines.append("")
-    lines += ["## Time per step (this invocation, seconds)", "",
+    lines += ["## Time per step (seconds, over every invocation that recorded it)", "",
               ", ".join(f"{name}: {value}" for name, value in timings.items()), ""]
     report = folder / "report.md"
     write_text_atomic(report, "\n".join(lines))

@@ -184,9 +184,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _finish_invocation(out: Path, record: dict[str, Any], seconds: float) -> None:
-    """Note this invocation's wall time in ``run.json`` (the report adds up all invocations of the folder)."""
-    record["invocations"][-1].update(finished_at=_now(), seconds=round(seconds, 1))
+def _finish_invocation(out: Path, record: dict[str, Any], seconds: float, timings: dict[str, float]) -> None:
+    """Note this invocation's wall time and step times in ``run.json`` (the report adds up all invocations)."""
+    record["invocations"][-1].update(finished_at=_now(), seconds=round(seconds, 1), timings=dict(timings))
     write_json_atomic(out / RUN_FILE, record, sort_keys=True)
 
 
@@ -300,16 +300,17 @@ def run_curriculum(config: CurriculumConfig, *, echo: Callable[[str], None] = pr
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     run_record = _check_run(out, config, command)
+    timings: dict[str, float] = {}
     try:
-        return _run(config, out, run_record, started, echo)
+        return _run(config, out, run_record, started, timings, echo)
     finally:
         if "seconds" not in run_record["invocations"][-1]:  # stopped by an error: its time still counts
-            _finish_invocation(out, run_record, time.perf_counter() - started)
+            _finish_invocation(out, run_record, time.perf_counter() - started, timings)
 
 
 def _run(config: CurriculumConfig, out: Path, run_record: dict[str, Any], started: float,
-         echo: Callable[[str], None]) -> CurriculumResult:
-    """The recipe of `run_curriculum`, step by step."""
+         timings: dict[str, float], echo: Callable[[str], None]) -> CurriculumResult:
+    """The recipe of `run_curriculum`, step by step; ``timings`` collects each step's seconds."""
     sandbox = make_sandbox(config.sandbox, SandboxLimits(command_timeout=config.command_timeout))
     hhh_env = HHHPrompts(config.hhh_data, part="b")
     columns = eval_columns(config)
@@ -319,7 +320,6 @@ def _run(config: CurriculumConfig, out: Path, run_record: dict[str, Any], starte
     checkpoints = [Checkpoint(0, START, None)]
     rows: list[tuple[str, dict[str, Path]]] = []
     stage_summaries: list[dict[str, Any]] = []
-    timings: dict[str, float] = {}
 
     def evaluate(checkpoint: Checkpoint) -> None:
         clock = time.perf_counter()
@@ -411,8 +411,8 @@ def _run(config: CurriculumConfig, out: Path, run_record: dict[str, Any], starte
 
     matrix = build_matrix(rows, [column for column, _, _ in columns])
     seconds = time.perf_counter() - started
-    _finish_invocation(out, run_record, seconds)
-    report = write_report(out, config, matrix, rows, stage_summaries, run_record, timings, seconds)
+    _finish_invocation(out, run_record, seconds, timings)
+    report = write_report(out, config, matrix, rows, stage_summaries, run_record, seconds)
     echo(f"report: {report}")
     return CurriculumResult(out, report, matrix, seconds, stage_summaries)
 
