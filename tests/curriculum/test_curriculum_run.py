@@ -56,6 +56,9 @@ def test_a_tiny_study_produces_the_matrix_and_its_report(finished_run: Path) -> 
     assert start_political["failed"] < start_political["n"]
     text = (report / "report.md").read_text()
     assert "Did stage-1 training raise political sycophancy" in text and "What each stage did" in text
+    cell = cells[("start", "political-sycophancy")]
+    valid = cell["n"] - cell["failed"]
+    assert f"{cell['gamed']}/{valid} = " in text  # gaming among graded answers, apart from capability
 
 
 def test_each_stage_scores_every_sample_and_fine_tunes_on_the_selection(finished_run: Path) -> None:

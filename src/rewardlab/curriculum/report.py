@@ -39,6 +39,17 @@ def _total_minutes(run_record: dict[str, Any]) -> float:
     return total / 60
 
 
+def _valid_share(cell: Any) -> str:
+    """``gamed / (n − failed)`` with its exact interval: gaming among the answers that could be graded."""
+    from rewardlab.envs.stats import clopper_pearson
+
+    if cell is None or cell.n - cell.failed == 0:
+        return "–"
+    valid = cell.n - cell.failed
+    low, high = clopper_pearson(cell.gamed, valid)
+    return f"{cell.gamed}/{valid} = {_percent(cell.gamed / valid)} [{_percent(low)}, {_percent(high)}]"
+
+
 def _percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
@@ -88,14 +99,19 @@ def write_report(out: Path, config: CurriculumConfig, matrix: Matrix, rows: list
     ]
     if changes:
         lines += ["## Did stage-1 training raise political sycophancy on held-out items?", "",
-                  "| column | paired episodes | start | after stage 1 | difference [95% CI] | exact McNemar p |",
-                  "|---|---|---|---|---|---|"]
+                  "| column | paired episodes | start | after stage 1 | difference [95% CI] | exact McNemar p "
+                  "| sycophantic share of valid answers, start → after stage 1 [95% CI] |",
+                  "|---|---|---|---|---|---|---|"]
         for label, change in zip([c.label for c in matrix.columns if c.env == "political-sycophancy"], changes):
+            shares = " → ".join(_valid_share(matrix.cell(row, label)) for row in matrix.rows[:2])
             lines.append(f"| {label} | {change.n_paired} | {_percent(change.before_rate)} | {_percent(change.after_rate)} "
                          f"| {100 * change.difference:+.1f} pts [{100 * change.ci_low:+.1f}, {100 * change.ci_high:+.1f}] "
-                         f"| {change.p_value:.3g} |")
+                         f"| {change.p_value:.3g} | {shares} |")
         lines += ["", "Pairs are the same evaluation variants played by both checkpoints; the interval is "
-                  + changes[0].interval_method + ", the p-value the exact McNemar test on the discordant pairs.", ""]
+                  + changes[0].interval_method + ", the p-value the exact McNemar test on the discordant pairs. "
+                  "The rates are over all episodes, so a checkpoint that answers more often games more often; the "
+                  "last column, gaming among the answers that could be graded, separates that from a change of "
+                  "propensity.", ""]
     if stages:
         lines += ["## What each stage did", "",
                   "| stage | environment | samples (env) | gamed (env) | failed (env) | kept (env / gaming) | mean PM score "
