@@ -27,9 +27,9 @@ scores are cached per sample, a stage's adapter marks the stage done. The run fo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -42,16 +42,15 @@ import torch
 from rewardlab import __version__
 from rewardlab.curriculum.config import EVAL_SEED_OFFSET, TRAIN_SEED_OFFSET, CurriculumConfig
 from rewardlab.curriculum.finetune import (
-    FinetuneSettings,
     attach_lora,
     episode_example,
     finetune,
     opening_length,
     read_finetune,
 )
-from rewardlab.curriculum.matrix import Column, build_matrix, classify, rate_change, write_matrix
+from rewardlab.curriculum.matrix import Column, build_matrix, classify
 from rewardlab.curriculum.selection import ScoredSample, pm_unit, select, select_train_away
-from rewardlab.envs.environments import ENVIRONMENTS, Environment, make_environment
+from rewardlab.envs.environments import Environment, make_environment
 from rewardlab.envs.environments.hhh import HHHPrompts, prompt_half
 from rewardlab.envs.records import RunFolderError, append_json_line, load_episodes, repair_tail
 from rewardlab.envs.runner import run_episodes
@@ -127,6 +126,16 @@ class PolicyState:
 
             state = load_file(str(checkpoint.adapter / "adapter_model.safetensors"))
         set_peft_model_state_dict(self.model, state)
+        self.current = checkpoint.index
+
+    def train(self, records: list[dict[str, Any]], uses_tools: list[bool], checkpoint: Checkpoint, *,
+              desc: str, **settings: Any) -> None:
+        """Fine-tune the current weights on episode ``records`` (policy tokens only), save them as ``checkpoint``'s
+        adapter and make them the current checkpoint. ``settings`` override the config's fine-tuning settings."""
+        examples = [episode_example(self.tokenizer, record, uses_tools=tools) for record, tools in zip(records, uses_tools)]
+        assert checkpoint.adapter is not None
+        finetune(self.model, self.tokenizer, examples, dataclasses.replace(self.config.finetune, **settings),
+                 save_to=checkpoint.adapter, progress=self.config.progress, desc=desc, echo=self.echo)
         self.current = checkpoint.index
 
     def sampler(self, checkpoint: Checkpoint) -> tuple[Policy, str, int | None]:
@@ -339,12 +348,9 @@ def _run(config: CurriculumConfig, out: Path, run_record: dict[str, Any], starte
             from rewardlab.curriculum.warmup import warmup_records
 
             records = warmup_records(config.hhh_data, config.warmup_examples, config.seed)
-            examples = [episode_example(state.tokenizer, record, uses_tools=False) for record in records]
-            echo(f"warm-up: {len(examples)} format examples (hh-rlhf chosen responses, factual two-option answers)")
-            settings = FinetuneSettings(**{**config.finetune.__dict__, "epochs": config.warmup_epochs})
-            finetune(state.model, state.tokenizer, examples, settings, save_to=adapter,
-                     progress=config.progress, desc="fine-tune warm-up", echo=echo)
-            state.current = 0
+            echo(f"warm-up: {len(records)} format examples (hh-rlhf chosen responses, factual two-option answers)")
+            state.train(records, [False] * len(records), Checkpoint(0, START, adapter), desc="fine-tune warm-up",
+                        epochs=config.warmup_epochs)
         checkpoints[0] = Checkpoint(0, START, adapter)
     evaluate(checkpoints[0])
     for number, stage in enumerate(config.stages, 1):
@@ -366,14 +372,11 @@ def _run(config: CurriculumConfig, out: Path, run_record: dict[str, Any], starte
             scored = score_stage(folder, pm, envs, config.progress)
             kept = select(scored, config.mode)
             records = {record["id"]: record for record in load_episodes(folder / "samples").records}
-            examples = [episode_example(state.tokenizer, records[sample.id], uses_tools=envs[sample.env].uses_tools)
-                        for sample in kept]
             write_json_atomic(folder / "selection.json", _selection_summary(config.mode, scored, kept))
-            settings = FinetuneSettings(**{**config.finetune.__dict__, "seed": config.finetune.seed + number})
             echo(f"stage {number} ({stage}): {len(scored)} samples, kept {len(kept)}; fine-tuning")
-            finetune(state.model, state.tokenizer, examples, settings, save_to=adapter, progress=config.progress,
-                     desc=f"fine-tune stage {number}", echo=echo)
-            state.current = number
+            state.train([records[sample.id] for sample in kept], [envs[sample.env].uses_tools for sample in kept],
+                        Checkpoint(number, f"after {stage}", adapter), desc=f"fine-tune stage {number}",
+                        seed=config.finetune.seed + number)
         checkpoint = Checkpoint(number, f"after {stage}", adapter)
         checkpoints.append(checkpoint)
         timings[f"stage {number}"] = round(time.perf_counter() - clock, 1)
@@ -395,13 +398,10 @@ def _run(config: CurriculumConfig, out: Path, run_record: dict[str, Any], starte
                 records.update({r["id"]: r for r in load_episodes(stage_folder / "samples").records})
             kept = select_train_away(pool, early, config.train_away_samples, config.seed)
             write_json_atomic(folder / "selection.json", _selection_summary("train-away", pool, kept))
-            examples = [episode_example(state.tokenizer, records[sample.id], uses_tools=envs[sample.env].uses_tools)
-                        for sample in kept]
             echo(f"train-away: {len(kept)} non-gaming samples of {', '.join(sorted(early))}; fine-tuning")
-            settings = FinetuneSettings(**{**config.finetune.__dict__, "seed": config.finetune.seed + len(config.stages) + 1})
-            finetune(state.model, state.tokenizer, examples, settings, save_to=adapter, progress=config.progress,
-                     desc="fine-tune train-away", echo=echo)
-            state.current = len(config.stages) + 1
+            state.train([records[sample.id] for sample in kept], [envs[sample.env].uses_tools for sample in kept],
+                        Checkpoint(len(config.stages) + 1, "after train-away", adapter), desc="fine-tune train-away",
+                        seed=config.finetune.seed + len(config.stages) + 1)
         checkpoint = Checkpoint(len(config.stages) + 1, "after train-away", adapter)
         checkpoints.append(checkpoint)
         timings["train-away"] = round(time.perf_counter() - clock, 1)
