@@ -60,6 +60,10 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-limit", dest="eval_limit", type=int)
     p.add_argument("--eval-interval", dest="eval_interval", type=int, help="evaluate every N optimizer steps")
     p.add_argument("--save-steps", dest="save_steps", type=int, help="checkpoint every N optimizer steps")
+    p.add_argument("--snapshot-steps", dest="snapshot_steps", type=int, nargs="+", metavar="STEP",
+                   help="also save a loadable model after these optimizer steps, in OUTPUT/snapshots/step-N")
+    p.add_argument("--lr-scheduler-type", dest="lr_scheduler_type", choices=["cosine", "linear", "constant_with_warmup"],
+                   help="learning-rate schedule after warm-up (default: cosine)")
     p.add_argument("--seed", type=int)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(
@@ -78,8 +82,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 _TRAIN_FIELDS = (
     "model", "data", "output", "eval_data", "loss", "reg", "alpha", "beta", "label_smoothing", "center_coefficient",
     "head", "head_dropout", "lora", "lora_r", "lora_alpha", "trainable_top_layers", "epochs", "max_steps", "batch_size", "grad_accum",
-    "lr", "max_length", "truncation", "train_limit", "eval_limit", "eval_interval", "save_steps", "seed", "bf16", "packing",
-    "frozen_cache_gb", "resume", "overwrite",
+    "lr", "lr_scheduler_type", "max_length", "truncation", "train_limit", "eval_limit", "eval_interval", "save_steps",
+    "snapshot_steps", "seed", "bf16", "packing", "frozen_cache_gb", "resume", "overwrite",
 )
 
 

@@ -88,7 +88,75 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "oversubscription, which can slow training several-fold")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars while scoring")
     p.set_defaults(func=_run_grm)
+    _register_grm_map(experiments)
     _register_overopt(experiments)
+
+
+def _register_grm_map(experiments: argparse._SubParsersAction) -> None:
+    from rewardlab.repro.grm_map.config import BUDGET_NOTE, MapConfig, parse_depth
+
+    d = MapConfig()
+    p = experiments.add_parser(
+        "grm-map",
+        help="where GRM's regularizer pays: BT vs GRM over depth x pairs x epochs x alpha, with hidden-state drift",
+        description=(
+            "Train BT and GRM (linear heads) over a grid of trainable depth, training pairs, training length and "
+            "regularizer weight, for several seeds; score every model on a held-out set and the full OOD suites, "
+            "measure how far its hidden states moved from the base model (held-out NLL, linear CKA), and write "
+            "map.md (where GRM helps, hurts or cannot be told apart), map.json, map.png and drift.png to --out. "
+            "Resumable: rerun the same command and finished models are reused; axes may be extended. " + BUDGET_NOTE
+        ),
+    )
+    p.add_argument("--out", default=d.out, help="output folder (default: %(default)s)")
+    p.add_argument("--model", default=d.model, help="base model (default: %(default)s)")
+    p.add_argument("--train-data", dest="train_data", default=d.train_data,
+                   help="hh-rlhf-harmless or any data spec `rewardlab train --data` accepts (default: %(default)s)")
+    p.add_argument("--depths", nargs="+", type=parse_depth, default=list(d.depths), metavar="DEPTH",
+                   help="trainable depths: top-N, lora (every layer), full (default: %(default)s)")
+    p.add_argument("--pairs", nargs="+", type=int, default=list(d.pairs), help="training pair counts (default: %(default)s)")
+    p.add_argument("--epochs", nargs="+", type=int, default=list(d.epochs),
+                   help="training lengths in epochs, snapshots of one run (default: %(default)s)")
+    p.add_argument("--alphas", nargs="+", type=float, default=list(d.alphas), help="GRM weights α (default: %(default)s)")
+    p.add_argument("--methods", nargs="+", default=["grm-sft"], metavar="METHOD",
+                   help="regularized methods compared with BT: grm-sft, grm-dpo-noref (default: grm-sft)")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(d.seeds), help="training seeds (default: %(default)s)")
+    p.add_argument("--heldout-pairs", dest="heldout_pairs", type=int, default=d.heldout_pairs,
+                   help="held-out pairs of the training source (default: %(default)s)")
+    p.add_argument("--data-seed", dest="data_seed", type=int, default=d.data_seed)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=d.batch_size, help="pairs per step (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default: %(default)s)")
+    p.add_argument("--beta", type=float, default=d.beta, help="β inside the regularizers (default: %(default)s)")
+    p.add_argument("--max-length", dest="max_length", type=int, default=d.max_length,
+                   help="training pairs with a side longer than this are dropped (default: %(default)s)")
+    p.add_argument("--eval-max-length", dest="eval_max_length", type=int, default=d.eval_max_length,
+                   help="scoring length (default: %(default)s)")
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision for training (GPUs)")
+    p.add_argument("--suites", nargs="+", default=list(d.suites), help="OOD suites (default: %(default)s)")
+    p.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, default=d.eval_batch_size)
+    p.add_argument("--data-root", dest="data_root", help="folder with the shared data files (default: ../shared/data)")
+    p.add_argument("--device", help="device: cpu, cuda, … (default: cuda if available)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--frozen-cache-gb", dest="frozen_cache_gb", type=float, default=d.frozen_cache_gb,
+                   help="memory for the frozen lower layers' outputs shared by the models of a depth (default: %(default)s)")
+    p.add_argument("--keep-models", dest="keep_models", action="store_true",
+                   help="keep every model's weights (by default they are removed once measured)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars while scoring")
+    p.set_defaults(func=_run_grm_map)
+
+
+def _run_grm_map(args: argparse.Namespace) -> int:
+    from rewardlab.repro.grm_map import MapConfig, run_grm_map
+
+    config = MapConfig(
+        out=args.out, model=args.model, train_data=args.train_data, depths=tuple(args.depths), pairs=tuple(args.pairs),
+        epochs=tuple(args.epochs), alphas=tuple(args.alphas), methods=tuple(args.methods), seeds=tuple(args.seeds),
+        heldout_pairs=args.heldout_pairs, data_seed=args.data_seed, batch_size=args.batch_size, lr=args.lr,
+        beta=args.beta, max_length=args.max_length, eval_max_length=args.eval_max_length, bf16=args.bf16,
+        suites=tuple(args.suites), eval_batch_size=args.eval_batch_size, data_root=args.data_root, device=args.device,
+        threads=args.threads, frozen_cache_gb=args.frozen_cache_gb, keep_models=args.keep_models,
+    )
+    run_grm_map(config, progress=args.progress)
+    return 0
 
 
 def _register_overopt(experiments: argparse._SubParsersAction) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +33,37 @@ LM_NLL_FILE = "lm-nll.json"
 BASE_MODEL = "base"
 
 
-def chosen_response_nll(
+@dataclass
+class ChosenPass:
+    """One pass over held-out chosen responses: their NLL and, if kept, the final hidden states read.
+
+    ``response_states`` [T, H] are the states that predict the response tokens (what the LM head
+    reads for the NLL); ``last_states`` [N, H] are each sequence's last-token state (what the
+    reward head reads). Both are float32 on the CPU, in item order.
+    """
+
+    nll_per_token: float
+    tokens: int
+    response_states: torch.Tensor | None = None
+    last_states: torch.Tensor | None = None
+
+
+def chosen_response_pass(
     model: RewardModel,
     items: Sequence[TokenizedPair],
     *,
     batch_size: int = 8,
     frozen_cache: FrozenLayerCache | None = None,
-) -> tuple[float, int]:
-    """Mean NLL per chosen-response token (nat) and the number of those tokens.
+    keep_states: bool = False,
+) -> ChosenPass:
+    """NLL per chosen-response token (nat) under the model's own LM head, optionally keeping the states.
 
     Only the chosen sequences run, packed without padding; with ``frozen_cache`` (bound to this
     model) the frozen lower layers' outputs are reused.
     """
     total, tokens = 0.0, 0
+    response_parts: list[torch.Tensor] = []
+    last_parts: list[torch.Tensor] = []
     was_training = model.training
     model.eval()
     try:
@@ -57,11 +76,28 @@ def chosen_response_nll(
                 hidden = forward_packed_reusing(model, packed, keys, frozen_cache).hidden_states
                 total -= float(model.packed_response_logprobs(hidden, packed).sum())
                 tokens += sum(len(item.chosen_ids) - item.chosen_start for item in chunk)
+                if keep_states:
+                    response_parts.append(hidden[packed.response_predictor_index].float().cpu())
+                    last_parts.append(hidden[packed.last_index].float().cpu())
     finally:
         model.train(was_training)
     if tokens == 0:
         raise ConfigError("no chosen-response tokens to measure: every held-out pair was dropped at rendering")
-    return total / tokens, tokens
+    if not keep_states:
+        return ChosenPass(total / tokens, tokens)
+    return ChosenPass(total / tokens, tokens, torch.cat(response_parts), torch.cat(last_parts))
+
+
+def chosen_response_nll(
+    model: RewardModel,
+    items: Sequence[TokenizedPair],
+    *,
+    batch_size: int = 8,
+    frozen_cache: FrozenLayerCache | None = None,
+) -> tuple[float, int]:
+    """Mean NLL per chosen-response token (nat) and the number of those tokens (see `chosen_response_pass`)."""
+    result = chosen_response_pass(model, items, batch_size=batch_size, frozen_cache=frozen_cache)
+    return result.nll_per_token, result.tokens
 
 
 def _file_digest(path: Path) -> str:

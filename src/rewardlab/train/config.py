@@ -31,6 +31,9 @@ TRL_ALIASES = {
 }
 """TRL ``RewardConfig`` names → rewardlab names (``max_length``, ``max_steps``, ``seed``, ``bf16`` are shared)."""
 
+LR_SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
+"""Learning-rate schedules, named as transformers' ``lr_scheduler_type`` names them."""
+
 REQUIRED_FOR_CLI = ("model", "data", "output")
 """What `rewardlab train` needs from flags or --config: a run never falls back to a demo model or data."""
 
@@ -74,6 +77,7 @@ class TrainConfig:
     lr: float = 1e-5
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
+    lr_scheduler_type: str = "cosine"  # as in transformers: cosine, linear or constant_with_warmup
     max_grad_norm: float = 5.0
     bf16: bool = False
     packing: bool = True  # [prompt, chosen, rejected] in one padding-free row; same losses, less compute
@@ -87,6 +91,7 @@ class TrainConfig:
     seed: int = 42
     eval_interval: int | None = None
     save_steps: int = 100
+    snapshot_steps: list[int] = field(default_factory=list)  # save a loadable model at these steps (snapshots/step-N)
     log_interval: int = 10
     resume: bool = False
     overwrite: bool = False  # replace a finished run in `output` (refused otherwise)
@@ -120,6 +125,10 @@ class TrainConfig:
             raise ConfigError(f"frozen_cache_gb must be 0 (off) or more, got {self.frozen_cache_gb}")
         if self.lora and self.trainable_top_layers is not None:
             raise ConfigError("choose LoRA or trainable_top_layers (frozen lower layers), not both")
+        if self.lr_scheduler_type not in LR_SCHEDULERS:
+            raise ConfigError(f"lr_scheduler_type must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler_type!r}")
+        if any(step < 1 for step in self.snapshot_steps):
+            raise ConfigError(f"snapshot_steps must be optimizer steps of 1 or more, got {self.snapshot_steps}")
 
     def loss_config(self) -> LossConfig:
         return LossConfig(

@@ -37,7 +37,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, DistributedType, gather_object, set_seed
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import get_scheduler
 
 from rewardlab import __version__
 from rewardlab.data.loaders import LoadReport, load_pairs
@@ -66,6 +66,7 @@ from rewardlab.train.step import PairLoss, compute_batch_loss, pair_logprobs
 __all__ = ["TrainResult", "build_model", "compute_batch_loss", "evaluate_accuracy", "make_reference", "train"]
 
 METRICS_FILE = "metrics.json"
+SNAPSHOTS_DIR = "snapshots"
 # Distributed types whose prepared model holds sharded weights: checkpoints go through accelerate.
 SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
@@ -290,6 +291,7 @@ def _prepare_output(config: TrainConfig, accelerator: Accelerator, echo: Callabl
         echo(f"--overwrite: replacing the run in {output}")
         (output / METRICS_FILE).unlink(missing_ok=True)  # no longer a finished run, whatever happens next
         shutil.rmtree(output / CHECKPOINT_DIR, ignore_errors=True)
+        shutil.rmtree(output / SNAPSHOTS_DIR, ignore_errors=True)
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
@@ -340,6 +342,11 @@ def _gathered_model(config: TrainConfig, accelerator: Accelerator, model: torch.
     prefix = "reward_model."
     whole.load_state_dict({k.removeprefix(prefix): v for k, v in state.items()})
     return whole
+
+
+def snapshot_dir(output: str | Path, step: int) -> Path:
+    """Where ``snapshot_steps`` puts the model saved after optimizer step ``step``."""
+    return Path(output) / SNAPSHOTS_DIR / f"step-{step:08d}"
 
 
 def train(
@@ -402,7 +409,8 @@ def train(
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
 
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=int(config.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
     state = TrainerState(num_processes=world, pairs_per_step=pairs_per_step)
     checkpoint = latest_checkpoint(output) if config.resume else None
     if checkpoint is not None:
@@ -505,6 +513,14 @@ def train(
             state.eval_history.append({"step": state.step, **result})
             if accelerator.is_main_process:
                 bar.write(f"step {state.step}: eval accuracy {result['accuracy']:.3f} on {result['n']} pairs")
+            loss_model.train()
+        if state.step in config.snapshot_steps and state.step < total_steps:
+            # Before this step's checkpoint: a run killed in between resumes from an earlier step and saves it again.
+            snapshot = _gathered_model(config, accelerator, loss_model) if sharded else raw_model
+            if accelerator.is_main_process:
+                save_reward_model(snapshot, tokenizer, snapshot_dir(output, state.step), saved_settings(config))
+                bar.write(f"step {state.step}: snapshot saved to {snapshot_dir(output, state.step)}")
+            accelerator.wait_for_everyone()
             loss_model.train()
         if config.save_steps and state.step % config.save_steps == 0 and state.step < total_steps:
             if sharded:
