@@ -5,6 +5,7 @@ import shlex
 import pytest
 
 from rewardlab.cli import build_parser
+from rewardlab.cli.repro import repro_config_from_args
 from rewardlab.repro.config import ReproConfig, identity_differences
 from rewardlab.repro.methods import METHODS, parse_methods
 
@@ -48,17 +49,8 @@ def test_default_suites_depend_on_the_training_data():
 
 
 def _config_from_command(command: str) -> ReproConfig:
-    """Parse a printed command with the real CLI parser into the config the handler would build."""
-    args = build_parser().parse_args(shlex.split(command)[1:])
-    layers = getattr(args, "trainable_top_layers", None if args.lora else ReproConfig.trainable_top_layers)
-    return ReproConfig(
-        out=args.out, model=args.model, train_data=args.train_data, train_pairs=args.train_pairs,
-        heldout_pairs=args.heldout_pairs, data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, alpha=args.alpha, beta=args.beta, label_smoothing=args.label_smoothing, lora=args.lora,
-        trainable_top_layers=layers, max_length=args.max_length, eval_max_length=args.eval_max_length, bf16=args.bf16,
-        seeds=tuple(args.seeds), methods=tuple(args.methods), suites=tuple(args.suites), eval_limit=args.eval_limit,
-        data_root=args.data_root, threads=args.threads,
-    )
+    """Parse a printed command with the real CLI parser into the config the handler builds."""
+    return repro_config_from_args(build_parser().parse_args(shlex.split(command)[1:]))
 
 
 @pytest.mark.parametrize(

@@ -30,12 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `repro` and its experiments: `grm`, `overopt`, `curriculum`."""
     from rewardlab.repro.config import BUDGET_NOTE, ReproConfig
     from rewardlab.repro.methods import METHODS
+    from rewardlab.repro.presets import PRESETS
+
+    def fmt(value: object) -> str:
+        return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
     defaults = ReproConfig()
     group = subparsers.add_parser("repro", help="reproduce paper experiments in miniature")
     experiments = group.add_subparsers(dest="experiment", required=True)
     p = experiments.add_parser(
         "grm",
+        argument_default=argparse.SUPPRESS,  # only options given on the command line override a --preset
         help="GRM paper Table 1 in miniature: BT baselines vs GRM, in and out of distribution",
         description=(
             "Train BT, BT+margin (where the data has margins), BT+label smoothing, GRM with DPO-noref and GRM "
@@ -46,41 +51,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             + BUDGET_NOTE
         ),
     )
-    p.add_argument("--out", default=defaults.out, help="output folder (default: %(default)s)")
-    p.add_argument("--model", default=defaults.model, help="base model: smollm2-135m, tiny-random, a hub id or a path (default: %(default)s)")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="start from named settings: " + "; ".join(f"{n}: {pr.description}" for n, pr in PRESETS.items()))
+    p.add_argument("--print-config", dest="print_config", action="store_true",
+                   help="print the resolved command (every setting spelled out) and exit without running")
+    p.add_argument("--out", help=f"output folder (default: {fmt(defaults.out)})")
+    p.add_argument("--model", help=f"base model: smollm2-135m, tiny-random, a hub id or a path (default: {fmt(defaults.model)})")
     p.add_argument(
-        "--train-data", dest="train_data", default=defaults.train_data,
+        "--train-data", dest="train_data",
         help="hh-rlhf-harmless (the hh-rlhf harmless-base test file under the data root), synthetic, or any data spec "
-             "`rewardlab train --data` accepts (default: %(default)s)",
+             f"`rewardlab train --data` accepts (default: {fmt(defaults.train_data)})",
     )
-    p.add_argument("--train-pairs", dest="train_pairs", type=int, default=defaults.train_pairs, help="training pairs (default: %(default)s)")
-    p.add_argument("--heldout-pairs", dest="heldout_pairs", type=int, default=defaults.heldout_pairs,
-                   help="pairs of the training source held out for the in-distribution column (default: %(default)s)")
-    p.add_argument("--data-seed", dest="data_seed", type=int, default=defaults.data_seed, help="seed of the train/held-out split")
-    p.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps per model (default: %(default)s)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=defaults.batch_size, help="pairs per step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (default: %(default)s)")
-    p.add_argument("--alpha", type=float, default=defaults.alpha, help="GRM regularizer weight α (default: %(default)s)")
-    p.add_argument("--beta", type=float, default=defaults.beta, help="β inside the SFT/DPO regularizers (default: %(default)s)")
-    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, default=defaults.label_smoothing,
-                   help="ε of BT + label smoothing (default: %(default)s)")
+    p.add_argument("--train-pairs", dest="train_pairs", type=int, help=f"training pairs (default: {fmt(defaults.train_pairs)})")
+    p.add_argument("--heldout-pairs", dest="heldout_pairs", type=int,
+                   help=f"pairs of the training source held out for the in-distribution column (default: {fmt(defaults.heldout_pairs)})")
+    p.add_argument("--data-seed", dest="data_seed", type=int, help=f"seed of the train/held-out split (default: {defaults.data_seed})")
+    p.add_argument("--steps", type=int, help=f"optimizer steps per model (default: {fmt(defaults.steps)})")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help=f"pairs per step (default: {fmt(defaults.batch_size)})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default: {fmt(defaults.lr)})")
+    p.add_argument("--alpha", type=float, help=f"GRM regularizer weight α (default: {fmt(defaults.alpha)})")
+    p.add_argument("--beta", type=float, help=f"β inside the SFT/DPO regularizers (default: {fmt(defaults.beta)})")
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float,
+                   help=f"ε of BT + label smoothing (default: {fmt(defaults.label_smoothing)})")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (r=32, α=64, q,k,v,o) instead of the top layers")
-    p.add_argument("--trainable-top-layers", dest="trainable_top_layers", type=_layers, default=argparse.SUPPRESS,
+    p.add_argument("--trainable-top-layers", dest="trainable_top_layers", type=_layers,
                    help=f"train only the top N decoder layers ('all' = full fine-tuning; default: {defaults.trainable_top_layers})")
-    p.add_argument("--max-length", dest="max_length", type=int, default=defaults.max_length,
-                   help="training pairs with a side longer than this many tokens are dropped (default: %(default)s)")
-    p.add_argument("--eval-max-length", dest="eval_max_length", type=int, default=defaults.eval_max_length,
-                   help="scoring length; longer prompts are cut from the left (default: %(default)s)")
+    p.add_argument("--max-length", dest="max_length", type=int,
+                   help=f"training pairs with a side longer than this many tokens are dropped (default: {fmt(defaults.max_length)})")
+    p.add_argument("--eval-max-length", dest="eval_max_length", type=int,
+                   help=f"scoring length; longer prompts are cut from the left (default: {fmt(defaults.eval_max_length)})")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision for training (GPUs)")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds), help="training seeds (default: 0 1)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), metavar="METHOD",
+    p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), metavar="METHOD",
                    help=f"methods to train: {', '.join(METHODS)} (default: all)")
     p.add_argument("--suites", nargs="+", metavar="SUITE",
                    help="out-of-distribution suites: offline, synthetic-ood (default: offline; plus synthetic-ood when "
                         "training on synthetic data)")
-    p.add_argument("--eval-limit", dest="eval_limit", type=_limit, default=defaults.eval_limit,
-                   help="use at most the first N pairs of each suite dataset, or 'none' (default: %(default)s)")
-    p.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, default=defaults.eval_batch_size)
+    p.add_argument("--eval-limit", dest="eval_limit", type=_limit,
+                   help=f"use at most the first N pairs of each suite dataset, or 'none' (default: {fmt(defaults.eval_limit)})")
+    p.add_argument("--eval-batch-size", dest="eval_batch_size", type=int,
+                   help=f"pairs per scoring batch (default: {defaults.eval_batch_size})")
     p.add_argument("--data-root", dest="data_root", help="folder with the shared data files (default: ../shared/data)")
     p.add_argument("--device", help="scoring device: cpu, cuda, … (default: cuda if available)")
     p.add_argument("--threads", type=int,
@@ -265,19 +275,29 @@ def _run_overopt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_grm(args: argparse.Namespace) -> int:
+def repro_config_from_args(args: argparse.Namespace):
+    """The `ReproConfig` of parsed `repro grm` arguments: the --preset (if any), then the options given."""
+    import dataclasses
+
     from rewardlab.repro.config import ReproConfig
+    from rewardlab.repro.presets import resolve_repro_config
+
+    fields = {f.name for f in dataclasses.fields(ReproConfig)}
+    options = {k: v for k, v in vars(args).items() if k in fields}
+    for name in ("seeds", "methods", "suites"):
+        if name in options:
+            options[name] = tuple(options[name])
+    return resolve_repro_config(getattr(args, "preset", None), options)
+
+
+def _run_grm(args: argparse.Namespace) -> int:
     from rewardlab.repro.workflow import run_repro_grm
 
-    layers = getattr(args, "trainable_top_layers", None if args.lora else ReproConfig.trainable_top_layers)
-    config = ReproConfig(
-        out=args.out, model=args.model, train_data=args.train_data, train_pairs=args.train_pairs,
-        heldout_pairs=args.heldout_pairs, data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, alpha=args.alpha, beta=args.beta, label_smoothing=args.label_smoothing, lora=args.lora,
-        trainable_top_layers=layers, max_length=args.max_length, eval_max_length=args.eval_max_length, bf16=args.bf16,
-        seeds=tuple(args.seeds), methods=tuple(args.methods), suites=tuple(args.suites) if args.suites else None,
-        eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size, data_root=args.data_root, device=args.device,
-        threads=args.threads,
-    )
-    run_repro_grm(config, progress=args.progress)
+    config = repro_config_from_args(args)
+    if getattr(args, "print_config", False):
+        print(config.to_command())
+        return 0
+    run_repro_grm(config, progress=getattr(args, "progress", True))
+    return 0
+    run_repro_grm(config, progress=getattr(args, "progress", True))
     return 0

@@ -1,7 +1,9 @@
 """Reproduce the GRM paper's Table 1 in miniature: BT baselines and GRM variants trained on the same
 data and seeds, evaluated in and out of distribution, with seed-averaged accuracies and intervals.
 
-Entry point: `run_repro_grm(ReproConfig(...))`; on the command line, `rewardlab repro grm`.
+Entry points: `run_repro_grm(ReproConfig(...))` (`rewardlab repro grm`; `resolve_repro_config` applies a
+preset such as ``paper-gemma2b``) and `run_grm_map(MapConfig(...))` (`rewardlab repro grm-map`: GRM − BT
+over a grid of depth, pairs, length and α, with hidden-state drift).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ _EXPORTS = {
     "Method": "methods",
     "ReproResult": "workflow",
     "run_repro_grm": "workflow",
+    "MapConfig": "grm_map.config",
+    "run_grm_map": "grm_map.run",
+    "PRESETS": "presets",
+    "resolve_repro_config": "presets",
 }
 
 __all__ = sorted(_EXPORTS)

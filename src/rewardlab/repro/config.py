@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 HH_RLHF_HARMLESS = "hh-rlhf-harmless"
 HH_RLHF_HARMLESS_FILE = "anthropic-hh-rlhf/harmless-base-test.jsonl.gz"
 TRAIN_DATA_ALIASES = {HH_RLHF_HARMLESS: HH_RLHF_HARMLESS_FILE}
+UNIFIED_FEEDBACK_40K = "unified-feedback-40k"
+UNIFIED_FEEDBACK_HUB = "llm-blender/Unified-Feedback"
+HUB_TRAIN_DATA = {UNIFIED_FEEDBACK_40K: (UNIFIED_FEEDBACK_HUB, "all", 20)}
+"""GRM's 40K training set: Unified-Feedback's ``all``/``train`` pairs without equal ratings, every 20th one."""
 
 BUDGET_NOTE = (
     "Budget of the defaults, measured on an otherwise idle 2-core AMD EPYC with torch's default 2 threads: "

@@ -23,7 +23,7 @@ from rewardlab.data.render import render_pairs
 from rewardlab.errors import ConfigError
 from rewardlab.files import write_text_atomic
 from rewardlab.evaluate.suites import default_data_root
-from rewardlab.repro.config import HH_RLHF_HARMLESS_FILE, TRAIN_DATA_ALIASES, ReproConfig
+from rewardlab.repro.config import HH_RLHF_HARMLESS_FILE, HUB_TRAIN_DATA, TRAIN_DATA_ALIASES, ReproConfig
 
 DATA_FOLDER = "data"
 TRAIN_FILE = "train.jsonl"
@@ -69,6 +69,32 @@ def resolve_train_data(spec: str, data_root: str | Path | None = None) -> str:
     return spec
 
 
+def unified_feedback_subsample(
+    source: str, *, config: str | None, every: int, report: LoadReport | None = None
+) -> list[PreferencePair]:
+    """Unified-Feedback's ``train`` split (hub name or local folder), equal ratings dropped, then every
+    ``every``-th pair: how GRM builds its 40K (every 20th) and 400K (every 2nd) training sets."""
+    from rewardlab.data.sources import read_hub_dataset
+    from rewardlab.evaluate.formats.unified_feedback import unified_feedback_pairs
+
+    records = read_hub_dataset(source, "train", {"config": config} if config else {})
+    pairs = unified_feedback_pairs(records, report=report)
+    kept = pairs[::every]
+    if report is not None:
+        report.kept += len(kept)
+    return kept
+
+
+def load_training_pairs(spec: str, data_root: str | Path | None, report: LoadReport) -> tuple[str, list[PreferencePair]]:
+    """The source description and the pairs of a training-data spec or alias (see `repro.config`)."""
+    if spec in HUB_TRAIN_DATA:
+        source, config, every = HUB_TRAIN_DATA[spec]
+        described = f"{source} (config {config}, train split, every {every}th pair after dropping equal ratings)"
+        return described, unified_feedback_subsample(source, config=config, every=every, report=report)
+    resolved = resolve_train_data(spec, data_root)
+    return resolved, load_pairs(resolved, report=report)
+
+
 def pair_key(prompt: Any, chosen: str, rejected: str) -> str:
     """A stable identity for a (prompt, chosen, rejected) triple."""
     text = json.dumps([[dict(m) for m in prompt], chosen, rejected], ensure_ascii=False, sort_keys=True)
@@ -104,9 +130,8 @@ def prepare_split(config: ReproConfig, out_dir: Path, tokenizer: Any, echo=print
         echo(f"data split: reusing {folder} ({summary['train']} training, {summary['heldout']} held-out pairs)")
         return PreparedSplit(folder / TRAIN_FILE, folder / HELDOUT_FILE, summary)
 
-    spec = resolve_train_data(config.train_data, config.data_root)
     report = LoadReport()
-    pairs = load_pairs(spec, report=report)
+    spec, pairs = load_training_pairs(config.train_data, config.data_root, report)
     echo(f"training data {spec}: {report.summary()}")
     dropped: Counter = Counter()
     unique: list[PreferencePair] = []

@@ -9,6 +9,7 @@ the per-source breakdown. Unlike GRM's code, nothing is prepended to summarizati
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,16 @@ def _rating(record: Any, field: str, location: str) -> float:
 
 
 def load_unified_feedback(path: str | Path, *, report: LoadReport | None = None) -> list[PreferencePair]:
-    """Load Unified-Feedback pairs, dropping (and counting) equal ratings."""
+    """Load Unified-Feedback pairs from a file, dropping (and counting) equal ratings."""
+    return unified_feedback_pairs(read_records(path), report=report)
+
+
+def unified_feedback_pairs(
+    records: Iterable[tuple[str, Any]], *, report: LoadReport | None = None
+) -> list[PreferencePair]:
+    """Unified-Feedback pairs from ``(location, record)`` items (a file's or a hub split's), equal ratings dropped and counted."""
     pairs: list[PreferencePair] = []
-    for location, record in read_records(path):
+    for location, record in records:
         prompt_a, answer_a = _split(parse_messages(require(record, "conv_A", location), location, "conv_A"), location, "conv_A")
         prompt_b, answer_b = _split(parse_messages(require(record, "conv_B", location), location, "conv_B"), location, "conv_B")
         rating_a = _rating(record, "conv_A_rating", location)

@@ -22,6 +22,12 @@ from rewardlab.repro.stats import Estimate, PairedBootstrap, column_estimate, co
 
 OOD_MEAN = "OOD mean"
 HELPS, HURTS, UNCLEAR = "helps", "hurts", "cannot be told apart"
+RESULTS_FOLDER = "results"
+
+
+def result_path(out_dir: Path, name: str) -> Path:
+    """Where one measured model's result lives; its presence means the measurement is finished."""
+    return out_dir / RESULTS_FOLDER / f"{name}.json"
 
 
 def verdict(diff: Estimate) -> str:
@@ -82,11 +88,9 @@ class MapAnalysis:
 
 def load_results(out_dir: Path, config: MapConfig) -> dict[str, dict[str, Any]]:
     """The results on disk of the grid's measurements, by name (missing ones are simply absent)."""
-    from rewardlab.repro.grm_map.run import _result_path
-
     found = {}
     for training, epoch in config.measurements():
-        path = _result_path(out_dir, training.measurement(epoch))
+        path = result_path(out_dir, training.measurement(epoch))
         if path.is_file():
             found[training.measurement(epoch)] = json.loads(path.read_text(encoding="utf-8"))
     return found

@@ -116,15 +116,19 @@ def _plot_drift(analysis: MapAnalysis, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     variants = sorted({v.variant for c in analysis.cells for v in c.variants}, key=lambda v: (v != BASELINE, v))
-    fig, (nll_ax, cka_ax, gap_ax) = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, (nll_ax, cka_ax, last_ax, gap_ax) = plt.subplots(1, 4, figsize=(21, 4.6))
     positions = range(len(analysis.cells))
+
+    def series(variant: str, value) -> list[float]:
+        return [next((value(v.drift) for v in c.variants if v.variant == variant), math.nan) for c in analysis.cells]
+
     for variant in variants:
-        nll = [next((v.drift["nll_change"] for v in c.variants if v.variant == variant), math.nan) for c in analysis.cells]
-        cka = [next((1 - v.drift["cka_response"] for v in c.variants if v.variant == variant), math.nan)
-               for c in analysis.cells]
-        nll_ax.plot(positions, nll, "o-", label=variant)
-        cka_ax.plot(positions, cka, "o-", label=variant)
-    for ax, title in ((nll_ax, "held-out chosen NLL − base (nat/token)"), (cka_ax, "1 − CKA with the base (response states)")):
+        nll_ax.plot(positions, series(variant, lambda d: d["nll_change"]), "o-", label=variant)
+        cka_ax.plot(positions, series(variant, lambda d: 1 - d["cka_response"]), "o-", label=variant)
+        last_ax.plot(positions, series(variant, lambda d: 1 - d["cka_last"]), "o-", label=variant)
+    for ax, title in ((nll_ax, "held-out chosen NLL − base (nat/token)"),
+                      (cka_ax, "1 − CKA with the base: states the LM head reads"),
+                      (last_ax, "1 − CKA with the base: last-token state (reward head)")):
         ax.set_xticks(list(positions))
         ax.set_xticklabels([c.label.replace(", ", "\n") for c in analysis.cells], fontsize=7)
         ax.set_title(title)

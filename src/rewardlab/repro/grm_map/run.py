@@ -23,10 +23,10 @@ from typing import Any
 
 from rewardlab.errors import ConfigError
 from rewardlab.files import read_json_store, write_json_atomic, write_text_atomic
+from rewardlab.repro.grm_map.analysis import result_path
 from rewardlab.repro.grm_map.config import MapConfig, Training, depth_settings, describe_depth, identity_differences
 
 RUN_FILE = "run.json"
-RESULTS_FOLDER = "results"
 RUNS_FOLDER = "runs"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -75,8 +75,8 @@ def _pairs_file(train_file: Path, pairs: int) -> Path:
     return path
 
 
-def _result_path(out_dir: Path, name: str) -> Path:
-    return out_dir / RESULTS_FOLDER / f"{name}.json"
+def _has_weights(folder: Path) -> bool:
+    return folder.is_dir() and any(f.suffix in WEIGHT_SUFFIXES for f in folder.iterdir())
 
 
 def _drop_weights(folder: Path) -> None:
@@ -145,7 +145,7 @@ def _run(config: MapConfig, echo: Callable[[str], None], progress: bool) -> MapR
 
     trainings = config.trainings()
     pending = [t for t in trainings
-               if any(not _result_path(out_dir, t.measurement(e)).is_file() for e in config.sorted_epochs)]
+               if any(not result_path(out_dir, t.measurement(e)).is_file() for e in config.sorted_epochs)]
     echo(f"grid: {len(trainings)} trainings, {len(config.measurements())} measured models "
          f"({len(pending)} trainings still to do)")
     measured_now: list[str] = []
@@ -161,9 +161,14 @@ def _run(config: MapConfig, echo: Callable[[str], None], progress: bool) -> MapR
         run_dir = out_dir / RUNS_FOLDER / training.name
         train_config = config.train_config(training, _pairs_file(split.train_file, training.pairs), run_dir)
         metrics_file = run_dir / "metrics.json"
-        if metrics_file.is_file() and json.loads(metrics_file.read_text(encoding="utf-8")).get("steps") != train_config.max_steps:
-            echo(f"{run_dir} was trained for other lengths; training it again")
-            shutil.rmtree(run_dir)
+        if metrics_file.is_file():
+            unmeasured = [e for e in config.sorted_epochs if not result_path(out_dir, training.measurement(e)).is_file()]
+            if json.loads(metrics_file.read_text(encoding="utf-8")).get("steps") != train_config.max_steps:
+                echo(f"{run_dir} was trained for other lengths; training it again")
+                shutil.rmtree(run_dir)
+            elif not all(_has_weights(_model_dir(run_dir, config, training, e)) for e in unmeasured):
+                echo(f"{run_dir}: the weights of an unmeasured epoch were removed; training it again")
+                shutil.rmtree(run_dir)
         finished_before = metrics_file.is_file()
         echo(f"\n[{number}/{len(pending)}] {training.name}: {training.variant}, {describe_depth(training.depth)}, "
              f"{training.pairs} pairs, {config.sorted_epochs[-1]} epochs")
@@ -174,12 +179,9 @@ def _run(config: MapConfig, echo: Callable[[str], None], progress: bool) -> MapR
             trained_now.append(training.name)
         for epoch in config.sorted_epochs:
             name = training.measurement(epoch)
-            if _result_path(out_dir, name).is_file():
+            if result_path(out_dir, name).is_file():
                 continue
             model_dir = _model_dir(run_dir, config, training, epoch)
-            if not any(f.suffix in WEIGHT_SUFFIXES for f in model_dir.glob("*")):
-                raise ConfigError(f"{model_dir} has no model weights but {name} was never measured; remove {run_dir} "
-                                  "and rerun to train it again")
             started = time.perf_counter()
             outcomes = evaluate_model(name, model_dir, plan, out_dir, device=config.device,
                                       batch_size=config.eval_batch_size, progress=progress, frozen_cache=cache)
@@ -187,7 +189,7 @@ def _run(config: MapConfig, echo: Callable[[str], None], progress: bool) -> MapR
                                 trainable_top_layers=depth_settings(training.depth)["trainable_top_layers"],
                                 device=config.device, frozen_cache=cache)
             step = epoch * config.steps_per_epoch(training.pairs)
-            write_json_atomic(_result_path(out_dir, name), {
+            write_json_atomic(result_path(out_dir, name), {
                 "name": name, "training": asdict(training), "variant": training.variant, "epoch": epoch, "step": step,
                 "outcomes": outcomes.outcomes, "drift": drift.to_dict(),
                 "train_history": _history_until(result.metrics, step),
