@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rewardlab import __version__
 from rewardlab.cli import bon, core, curriculum, envs, evaluate, repro, rl, serve
 from rewardlab.errors import RewardlabError
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rewardlab",
         description="Train generalizable reward models and catch reward gaming.",
     )
+    parser.add_argument("--version", action="version", version=f"rewardlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for group in (core, envs, serve, evaluate, repro, bon, rl, curriculum):
