@@ -67,3 +67,9 @@ def test_unified_feedback_subsample_drops_ties_then_keeps_every_nth(tmp_path):
     untied = [r for r in records if r["conv_B_rating"] != 5.0]
     assert [p.chosen for p in pairs] == [f"a{r['id']}" for r in untied[::3]]
     assert report.kept == len(pairs) == 3 and sum(report.skipped.values()) == 3
+
+
+def test_trainable_top_layers_all_replaces_the_presets_lora_with_full_training():
+    config = resolve_repro_config("paper-gemma2b", {"trainable_top_layers": None})
+    assert (config.lora, config.trainable_top_layers) == (False, None)
+    assert config.backbone_description() == "all weights trained"

@@ -193,10 +193,12 @@ class ReproConfig:
         )
 
 
-def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Fields whose stored value differs from the current one, as ``name: stored -> current``."""
+def identity_differences(
+    stored: dict[str, Any], current: dict[str, Any], fields: tuple[str, ...] = ReproConfig.IDENTITY
+) -> list[str]:
+    """Fields (of a run's identity) whose stored value differs from the current one, as ``name: stored -> current``."""
     diffs = []
-    for name in ReproConfig.IDENTITY:
+    for name in fields:
         old, new = stored.get(name), current.get(name)
         if isinstance(new, tuple):
             new = list(new)

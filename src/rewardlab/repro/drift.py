@@ -15,7 +15,6 @@ loss; these numbers say whether there was a distortion to prevent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ from typing import Any
 import torch
 
 from rewardlab.models.frozen_cache import FrozenLayerCache
-from rewardlab.repro.lm_check import ChosenPass, chosen_response_pass
-from rewardlab.train.batches import TokenizedPair
+from rewardlab.repro.lm_check import ChosenPass, held_out_pass
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -76,22 +74,10 @@ def compare_to_base(model_pass: ChosenPass, base_pass: ChosenPass) -> Drift:
     )
 
 
-def held_out_items(tokenizer: Any, heldout_file: Path, max_length: int) -> list[TokenizedPair]:
-    """The held-out pairs rendered as in training (over-long pairs dropped)."""
-    from rewardlab.data.loaders import load_pairs
-    from rewardlab.train.batches import tokenize_pairs
-
-    return tokenize_pairs(tokenizer, load_pairs(str(heldout_file)), max_length=max_length, truncation="drop")
-
-
 def base_pass(base_model: str, heldout_file: Path, max_length: int, *, device: str | None = None) -> ChosenPass:
-    """The base model's pass over the held-out chosen conversations, states kept."""
-    from rewardlab.evaluate.scorers import pick_device
-    from rewardlab.models.reward_model import RewardModel
-
-    model, tokenizer = RewardModel.from_base(base_model, head="linear")
-    model = model.to(pick_device(device))
-    return chosen_response_pass(model, held_out_items(tokenizer, heldout_file, max_length), keep_states=True)
+    """The base model's pass over the held-out chosen conversations, states kept: the drift reference."""
+    return held_out_pass(None, base_model=base_model, heldout_file=heldout_file, max_length=max_length,
+                         trainable_top_layers=None, device=device, keep_states=True)
 
 
 def model_drift(
@@ -105,18 +91,7 @@ def model_drift(
     frozen_cache: FrozenLayerCache | None = None,
 ) -> Drift:
     """Drift of the saved model in ``model_dir`` from the base pass ``reference``."""
-    from rewardlab.evaluate.scorers import pick_device
-    from rewardlab.models.persistence import load_reward_model
-
-    model, tokenizer, _ = load_reward_model(model_dir, device=pick_device(device))
-    cache = frozen_cache if frozen_cache is not None and frozen_cache.bind_below_top(
-        model.causal_lm, trainable_top_layers) else None
-    result = chosen_response_pass(model, held_out_items(tokenizer, heldout_file, max_length), frozen_cache=cache,
-                                  keep_states=True)
+    result = held_out_pass(model_dir, heldout_file=heldout_file, max_length=max_length,
+                           trainable_top_layers=trainable_top_layers, device=device, frozen_cache=frozen_cache,
+                           keep_states=True)
     return compare_to_base(result, reference)
-
-
-def mean_drift(drifts: Sequence[Drift]) -> dict[str, float]:
-    """Seed means of each drift measure."""
-    keys = ("nll_per_token", "nll_change", "cka_response", "cka_last")
-    return {key: sum(getattr(d, key) for d in drifts) / len(drifts) for key in keys}

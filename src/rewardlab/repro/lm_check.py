@@ -104,6 +104,41 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def held_out_items(tokenizer: Any, heldout_file: Path, max_length: int) -> list[TokenizedPair]:
+    """The held-out pairs rendered as in training (over-long pairs dropped)."""
+    return tokenize_pairs(tokenizer, load_pairs(str(heldout_file)), max_length=max_length, truncation="drop")
+
+
+def held_out_pass(
+    model_dir: Path | None,
+    *,
+    base_model: str | None = None,
+    heldout_file: Path,
+    max_length: int,
+    trainable_top_layers: int | None,
+    device: str | None = None,
+    frozen_cache: FrozenLayerCache | None = None,
+    keep_states: bool = False,
+) -> ChosenPass:
+    """`chosen_response_pass` of a saved model folder (or the base model if ``model_dir`` is None) over the held-out
+    chosen conversations; the frozen layers' outputs come from ``frozen_cache`` where the model has frozen layers."""
+    from rewardlab.evaluate.scorers import pick_device
+    from rewardlab.models.persistence import load_reward_model
+
+    target = pick_device(device)
+    if model_dir is None:
+        if base_model is None:
+            raise ValueError("held_out_pass needs a model folder or a base model")
+        model, tokenizer = RewardModel.from_base(base_model, head="linear")
+        model = model.to(target)
+    else:
+        model, tokenizer, _ = load_reward_model(model_dir, device=target)
+    cache = frozen_cache if frozen_cache is not None and frozen_cache.bind_below_top(model.causal_lm,
+                                                                                      trainable_top_layers) else None
+    return chosen_response_pass(model, held_out_items(tokenizer, heldout_file, max_length), frozen_cache=cache,
+                                keep_states=keep_states)
+
+
 def held_out_lm_nll(
     name: str,
     model_dir: Path | None,
@@ -117,9 +152,6 @@ def held_out_lm_nll(
     frozen_cache: FrozenLayerCache | None = None,
 ) -> dict[str, Any]:
     """``{"nll_per_token", "tokens", "reused"}`` for a trained model folder, or the base model if ``model_dir`` is None."""
-    from rewardlab.evaluate.scorers import pick_device
-    from rewardlab.models.persistence import load_reward_model
-
     store_path = out_dir / EVALS_FOLDER / LM_NLL_FILE
     stored = read_json_store(store_path)
     key = {
@@ -130,16 +162,9 @@ def held_out_lm_nll(
     if isinstance(entry, dict) and entry.get("key") == key:
         return {"nll_per_token": entry["nll_per_token"], "tokens": entry["tokens"], "reused": True}
 
-    target = pick_device(device)
-    if model_dir is None:
-        model, tokenizer = RewardModel.from_base(base_model, head="linear")
-        model = model.to(target)
-    else:
-        model, tokenizer, _ = load_reward_model(model_dir, device=target)
-    items = tokenize_pairs(tokenizer, load_pairs(str(heldout_file)), max_length=max_length, truncation="drop")
-    cache = frozen_cache if frozen_cache is not None and frozen_cache.bind_below_top(model.causal_lm,
-                                                                                      trainable_top_layers) else None
-    nll, tokens = chosen_response_nll(model, items, frozen_cache=cache)
+    result = held_out_pass(model_dir, base_model=base_model, heldout_file=heldout_file, max_length=max_length,
+                           trainable_top_layers=trainable_top_layers, device=device, frozen_cache=frozen_cache)
+    nll, tokens = result.nll_per_token, result.tokens
     stored[name] = {"key": key, "nll_per_token": nll, "tokens": tokens}
     write_text_atomic(store_path, json.dumps(stored, indent=1) + "\n")
     return {"nll_per_token": nll, "tokens": tokens, "reused": False}

@@ -67,6 +67,6 @@ def resolve_repro_config(preset: str | None, options: dict[str, Any]) -> ReproCo
     values.update(options)
     if values.get("lora") and "trainable_top_layers" not in values:
         values["trainable_top_layers"] = None
-    if values.get("lora") and options.get("trainable_top_layers") is not None and "lora" not in options:
-        values["lora"] = False  # --trainable-top-layers on the command line replaces the preset's LoRA
+    if values.get("lora") and "trainable_top_layers" in options and "lora" not in options:
+        values["lora"] = False  # --trainable-top-layers N|all on the command line replaces the preset's LoRA
     return ReproConfig(**values)

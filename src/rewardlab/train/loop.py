@@ -521,7 +521,6 @@ def train(
                 save_reward_model(snapshot, tokenizer, snapshot_dir(output, state.step), saved_settings(config))
                 bar.write(f"step {state.step}: snapshot saved to {snapshot_dir(output, state.step)}")
             accelerator.wait_for_everyone()
-            loss_model.train()
         if config.save_steps and state.step % config.save_steps == 0 and state.step < total_steps:
             if sharded:
                 _save_sharded_checkpoint(output, accelerator, scheduler, state)

@@ -233,8 +233,3 @@ class MapConfig:
             resume=True,
         )
 
-
-def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Fields whose stored value differs from the current one, as ``name: stored -> current``."""
-    return [f"{name}: {stored.get(name)!r} -> {current.get(name)!r}" for name in MapConfig.IDENTITY
-            if stored.get(name) != current.get(name)]

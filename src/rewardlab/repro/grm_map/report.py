@@ -75,7 +75,20 @@ def _accuracy_lines(analysis: MapAnalysis) -> list[str]:
     return rows
 
 
-def _plot_map(analysis: MapAnalysis, path: Path) -> None:
+def _finish(fig: Any, path: Path, footer: str) -> None:
+    """Lay out, stamp with how the figure was made (command, versions, hardware, wall time), save, close."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    lines = textwrap.wrap(footer, width=int(fig.get_figwidth() * 22))
+    fig.text(0.005, 0.005, "\n".join(lines), fontsize=6, color="0.35", va="bottom", ha="left")
+    fig.tight_layout(rect=(0, 0.025 * (len(lines) + 1), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_map(analysis: MapAnalysis, path: Path, footer: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,12 +117,10 @@ def _plot_map(analysis: MapAnalysis, path: Path) -> None:
     axes[0][0].set_ylabel("GRM − BT accuracy (points, 95% interval)")
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle("Where GRM's regularizer pays: GRM − BT per cell (depth, training pairs, epochs)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, path, footer)
 
 
-def _plot_drift(analysis: MapAnalysis, path: Path) -> None:
+def _plot_drift(analysis: MapAnalysis, path: Path, footer: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,9 +163,7 @@ def _plot_drift(analysis: MapAnalysis, path: Path) -> None:
     gap_ax.set_ylabel("GRM − BT, OOD mean (points)")
     gap_ax.set_title("accuracy gap against BT's drift")
     gap_ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, path, footer)
 
 
 def write_map(config: MapConfig, plan: EvalPlan, out_dir: Path, record: dict[str, Any]) -> dict[str, Path]:
@@ -221,7 +230,12 @@ def write_map(config: MapConfig, plan: EvalPlan, out_dir: Path, record: dict[str
     if analysis.cells:
         paths["map_plot"] = out_dir / MAP_PLOT
         paths["drift_plot"] = out_dir / DRIFT_PLOT
-        _plot_map(analysis, paths["map_plot"])
-        _plot_drift(analysis, paths["drift_plot"])
+        versions = ", ".join(f"{k} {machine[k]}" for k in ("rewardlab", "torch", "transformers") if k in machine)
+        hardware = (f"{machine.get('cpu', '?')}, {machine.get('cpu cores', '?')} cores, "
+                    f"{machine.get('torch threads', '?')} torch threads" + (f", {machine['gpu']}" if "gpu" in machine else ""))
+        footer = (f"{config.to_command()} | {versions} | {hardware} | {analysis.measured} of {analysis.planned} "
+                  f"models, wall time {wall / 60:.1f} min")
+        _plot_map(analysis, paths["map_plot"], footer)
+        _plot_drift(analysis, paths["drift_plot"], footer)
     return paths
 

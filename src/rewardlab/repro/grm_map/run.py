@@ -24,7 +24,8 @@ from typing import Any
 from rewardlab.errors import ConfigError
 from rewardlab.files import read_json_store, write_json_atomic, write_text_atomic
 from rewardlab.repro.grm_map.analysis import result_path
-from rewardlab.repro.grm_map.config import MapConfig, Training, depth_settings, describe_depth, identity_differences
+from rewardlab.repro.config import identity_differences
+from rewardlab.repro.grm_map.config import MapConfig, Training, depth_settings, describe_depth
 
 RUN_FILE = "run.json"
 RUNS_FOLDER = "runs"
@@ -45,7 +46,7 @@ def _check_identity(out_dir: Path, config: MapConfig) -> dict[str, Any]:
     current = {k: list(v) if isinstance(v, tuple) else v for k, v in config.identity().items()}
     record = read_json_store(path)
     if record:
-        diffs = identity_differences(record.get("identity", {}), current)
+        diffs = identity_differences(record.get("identity", {}), current, MapConfig.IDENTITY)
         if diffs:
             raise ConfigError(f"{out_dir} holds a grid with other settings ({'; '.join(diffs)}); rerun with the same "
                               "settings to continue it, or choose another --out")
