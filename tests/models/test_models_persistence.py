@@ -291,6 +291,10 @@ def test_export_seq_cls_scores_equal_ours(tmp_path: Path, which: str, saved_full
             logits = seq_model(input_ids=input_ids, attention_mask=attention_mask).logits.squeeze(-1)
         assert torch.allclose(logits, expected, atol=1e-4), (side, logits, expected)
     assert (out / "tokenizer.json").is_file()
+    card = (out / "README.md").read_text()  # the export has its own card, then the source's
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification\n")
+    assert "AutoModelForSequenceClassification.from_pretrained" in card and f"`{folder}`" in card
+    assert "## The source model" in card and card.count("\n---\n") >= 1 and "library_name: rewardlab" not in card
 
 
 def test_export_refuses_mlp_head_with_advice(tmp_path: Path) -> None:

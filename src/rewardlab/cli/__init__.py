@@ -11,6 +11,7 @@ import sys
 from rewardlab import __version__
 from rewardlab.cli import bon, core, curriculum, envs, evaluate, repro, rl, serve
 from rewardlab.errors import RewardlabError
+from rewardlab.verbosity import quiet_libraries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rewardlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="also show the libraries' own progress bars and warnings (transformers, huggingface_hub, datasets)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for group in (core, envs, serve, evaluate, repro, bon, rl, curriculum):
         group.register(subparsers)
@@ -37,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_libraries()
     try:
         result = args.func(args)
     except KeyboardInterrupt:

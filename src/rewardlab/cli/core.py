@@ -1,4 +1,4 @@
-"""`rewardlab train | score | export | demo`: argument parsing only; the work happens in the library."""
+"""`rewardlab train | score | export | push | demo`: argument parsing only; the work happens in the library."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_train(subparsers)
     _register_score(subparsers)
     _register_export(subparsers)
+    _register_push(subparsers)
     _register_demo(subparsers)
 
 
@@ -59,6 +60,9 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-limit", dest="train_limit", type=int, help="use only the first N training pairs")
     p.add_argument("--eval-limit", dest="eval_limit", type=int)
     p.add_argument("--eval-interval", dest="eval_interval", type=int, help="evaluate every N optimizer steps")
+    p.add_argument("--log-interval", dest="log_interval", type=int,
+                   help="log the mean losses and accuracy every N optimizer steps, to metrics.json and --report-to "
+                        "(default 10)")
     p.add_argument("--save-steps", dest="save_steps", type=int, help="checkpoint every N optimizer steps")
     p.add_argument("--snapshot-steps", dest="snapshot_steps", type=int, nargs="+", metavar="STEP",
                    help="also save a loadable model after these optimizer steps, in OUTPUT/snapshots/step-N")
@@ -76,6 +80,16 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint in --output")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace a finished run in --output")
+    p.add_argument("--report-to", dest="report_to", choices=["none", "tensorboard", "wandb"],
+                   help="log losses, accuracy, lr and pairs/s to an experiment tracker (default: none)")
+    p.add_argument("--logging-dir", dest="logging_dir", help="TensorBoard event files (default: OUTPUT/runs)")
+    p.add_argument("--push-to-hub", dest="push_to_hub", action="store_true", default=None,
+                   help="upload the saved model to the Hugging Face Hub when training ends "
+                        "(token: HF_TOKEN or `hf auth login`)")
+    p.add_argument("--hub-model-id", dest="hub_model_id", metavar="ID",
+                   help="Hub repository for --push-to-hub (default: the --output folder's name, in your namespace)")
+    p.add_argument("--hub-private-repo", dest="hub_private_repo", action="store_true", default=None,
+                   help="create the --push-to-hub repository as private")
     p.set_defaults(func=_run_train)
 
 
@@ -83,7 +97,8 @@ _TRAIN_FIELDS = (
     "model", "data", "output", "eval_data", "loss", "reg", "alpha", "beta", "label_smoothing", "center_coefficient",
     "head", "head_dropout", "lora", "lora_r", "lora_alpha", "trainable_top_layers", "epochs", "max_steps", "batch_size", "grad_accum",
     "lr", "lr_scheduler_type", "max_length", "truncation", "train_limit", "eval_limit", "eval_interval", "save_steps",
-    "snapshot_steps", "seed", "bf16", "packing", "frozen_cache_gb", "resume", "overwrite",
+    "snapshot_steps", "seed", "bf16", "packing", "frozen_cache_gb", "resume", "overwrite", "log_interval",
+    "report_to", "logging_dir", "push_to_hub", "hub_model_id", "hub_private_repo",
 )
 
 
@@ -158,6 +173,35 @@ def _run_export(args: argparse.Namespace) -> int:
 
     export_seq_cls(args.model_dir, args.out)
     print(f"exported {args.model_dir} as AutoModelForSequenceClassification to {args.out}")
+    return 0
+
+
+# --- push ------------------------------------------------------------------------------------------
+
+
+def _register_push(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "push", help="upload a saved reward model folder to the Hugging Face Hub",
+        description="Upload the model files of a saved reward model folder (weights or adapter, head, tokenizer, "
+                    "rewardlab_config.json, the README.md model card, metrics.json and loss.png) in one commit; "
+                    "checkpoints, snapshots and logs stay local. The repository is created if missing. Token: "
+                    "--token, HF_TOKEN or `hf auth login`; HF_ENDPOINT selects another Hub.",
+    )
+    p.add_argument("model_dir", metavar="DIR", help="a saved rewardlab reward model folder")
+    p.add_argument("repo_id", metavar="REPO_ID", help="the Hub repository, owner/name (or name, in your namespace)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--revision", help="branch to commit to (created if missing; default: main)")
+    p.add_argument("--token", help="a Hub write token (default: HF_TOKEN or the one `hf auth login` saved)")
+    p.set_defaults(func=_run_push)
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    from rewardlab.models.hub import push_reward_model
+
+    result = push_reward_model(args.model_dir, args.repo_id, private=args.private, revision=args.revision,
+                               token=args.token)
+    print(f"pushed {len(result.files)} files from {args.model_dir} to {result.url}")
+    print(f"commit: {result.commit_url}")
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from rewardlab.envs.episode import DEFAULT_MAX_COMMANDS
@@ -90,6 +89,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--json", action="store_true", help="print {env: {outcome: {count, n, rate, ci_low, ci_high}}}")
     report.set_defaults(func=_report)
 
+    export = commands.add_parser("export-inspect", help="write a run folder as an Inspect eval log for `inspect view`")
+    export.add_argument("folder", type=Path, metavar="RUN_DIR")
+    export.add_argument("--out", type=Path, metavar="FILE",
+                        help="the log to write, .eval or .json (default RUN_DIR/inspect/RUN_NAME.eval)")
+    export.set_defaults(func=_export_inspect)
+
 
 def _list(args: argparse.Namespace) -> int:
     from rewardlab.envs.environments import ENVIRONMENTS, environment_options
@@ -112,40 +117,17 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rewardlab.envs.environments import ENVIRONMENTS, EnvironmentOptionError, make_environment
-    from rewardlab.envs.runner import run_episodes
-    from rewardlab.envs.sandbox import UNSANDBOXED_WARNING, SandboxLimits, make_sandbox
-    from rewardlab.policies import PolicySettings, is_scripted, make_policy
+    from rewardlab.envs.workflow import EpisodesConfig, play_episodes
 
-    names = list(ENVIRONMENTS) if args.env == "all" else [name.strip() for name in args.env.split(",") if name.strip()]
-    settings = PolicySettings(base_url=args.base_url, max_new_tokens=args.max_new_tokens,
-                              temperature=args.temperature, max_concurrency=args.concurrency,
-                              max_retries=args.retries, prefill=args.prefill, api_key_env=args.api_key_env,
-                              seed=args.seed)
-    if args.sandbox == "none":
-        if not is_scripted(args.policy):
-            raise ConfigError(f"--sandbox none is only allowed for scripted policies, not {args.policy!r}; "
-                              "install bubblewrap instead")
-        print("!" * 78 + f"\n{UNSANDBOXED_WARNING}\n" + "!" * 78, file=sys.stderr)
-    options = _parse_options(args.env_options)
-    grader_settings = replace(settings, base_url=args.grader_base_url or args.base_url, temperature=0.0,
-                              max_new_tokens=64)
-    grader = make_policy(args.grader, grader_settings) if args.grader else None
-    envs = []
-    for name in names:
-        own = options if len(names) == 1 else {k: v for k, v in options.items() if k in _options_of(name)}
-        envs.append(make_environment(name, own, grader_policy=grader, grader_spec=args.grader or "grader"))
-    unused = set(options) - set().union(*(_options_of(env.name) for env in envs))
-    if unused:
-        raise EnvironmentOptionError(f"no selected environment accepts option(s) {', '.join(sorted(unused))}")
-    needs_sandbox = any(env.uses_tools for env in envs)
-    sandbox = make_sandbox(args.sandbox, SandboxLimits(command_timeout=args.command_timeout)) if needs_sandbox else None
-    policy = make_policy(args.policy, settings)
-    summary = run_episodes(envs, policy, args.policy, sandbox, n=args.n, seed=args.seed, out_dir=args.out,
-                           workers=args.workers, max_commands=args.max_commands,
-                           max_failures=args.max_failures, progress=args.progress,
-                           episode_settings=_episode_settings(args), samples=args.samples,
-                           batch_size=args.batch_size)
+    config = EpisodesConfig(
+        policy=args.policy, out=args.out, env=args.env, n=args.n, seed=args.seed, workers=args.workers,
+        samples=args.samples, batch_size=args.batch_size, base_url=args.base_url, api_key_env=args.api_key_env,
+        max_commands=args.max_commands, sandbox=args.sandbox, command_timeout=args.command_timeout,
+        env_options=_parse_options(args.env_options), grader=args.grader, grader_base_url=args.grader_base_url,
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, concurrency=args.concurrency,
+        retries=args.retries, prefill=args.prefill, max_failures=args.max_failures, progress=args.progress,
+    )
+    summary = play_episodes(config)
     if summary.repaired_bytes:
         print(f"note: removed an incomplete last line ({summary.repaired_bytes} bytes) left by an interrupted run")
     if summary.unreadable_lines:
@@ -161,20 +143,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"stopped after {summary.failed} failures; details in {summary.out_dir / 'errors.jsonl'}", file=sys.stderr)
     print(f"rates with 95% intervals: rewardlab envs report {summary.out_dir}")
     return 1 if summary.failed else 0
-
-
-def _episode_settings(args: argparse.Namespace) -> dict[str, object]:
-    """Every setting besides the policy, seed and environments that changes what an episode does."""
-    return {
-        "temperature": args.temperature, "max_new_tokens": args.max_new_tokens, "prefill": args.prefill,
-        "grader": args.grader, "env_options": sorted(args.env_options),
-    }
-
-
-def _options_of(name: str) -> set[str]:
-    from rewardlab.envs.environments import environment_options
-
-    return set(environment_options(name))
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -198,4 +166,20 @@ def _report(args: argparse.Namespace) -> int:
             print(f"skipped {bad_lines} unreadable line(s) in episodes.jsonl", file=sys.stderr)
     else:
         print(format_report(table, bad_lines=bad_lines, policies=policies))
+    return 0
+
+
+def _export_inspect(args: argparse.Namespace) -> int:
+    from rewardlab.integrations.inspect.export import export_run  # without inspect_ai: a one-line error
+
+    summary = export_run(args.folder, args.out)
+    print(f"{summary.samples} episode(s) -> {summary.path}")
+    for count, what in ((summary.unreadable_lines, "unreadable line(s) in episodes.jsonl skipped"),
+                        (summary.skipped, "record(s) skipped"),
+                        (summary.broken, "record(s) exported without a whole transcript")):
+        if count:
+            print(f"note: {count} {what}", file=sys.stderr)
+    for example in summary.examples:
+        print(f"  {example}", file=sys.stderr)
+    print(f"view it: inspect view --log-dir {summary.path.parent}")
     return 0

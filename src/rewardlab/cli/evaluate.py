@@ -12,7 +12,11 @@ from rewardlab.errors import ConfigError
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `eval` command."""
     from rewardlab.evaluate.formats import FORMATS
-    from rewardlab.evaluate.suites import DATA_ROOT_ENV, SUITE_DESCRIPTIONS
+    from rewardlab.evaluate.formats.rewardbench import REWARDBENCH2_HUB, REWARDBENCH_HUB
+    from rewardlab.evaluate.formats.rmbench import RMBENCH_HUB
+    from rewardlab.evaluate.suites import DATA_ROOT_ENV, SUITE_DESCRIPTIONS, SUITES
+
+    HUB_NAMES = (REWARDBENCH_HUB, REWARDBENCH2_HUB, RMBENCH_HUB)
 
     suites = "; ".join(f"{name}: {text}" for name, text in SUITE_DESCRIPTIONS.items())
     p = subparsers.add_parser(
@@ -30,12 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
              "checkpoint, or (with --implicit-dpo) a DPO-trained causal LM",
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--suite", help="a built-in suite: synthetic-ood or offline")
+    source.add_argument("--suite", help=f"a built-in suite: {', '.join(SUITES)}")
     source.add_argument(
         "--data", nargs="+", metavar="SPEC",
-        help=f"[NAME=][FORMAT:]PATH; FORMAT is one of {', '.join(FORMATS)} (detected from the columns if left out)",
+        help=f"[NAME=][FORMAT:]PATH; FORMAT is one of {', '.join(FORMATS)} (detected from the columns if left "
+             f"out); PATH is a file, a folder or a hub name, and the hub names {', '.join(HUB_NAMES)} pick "
+             "their format; ?split=NAME picks a split",
     )
-    p.add_argument("--out", help="write report.md, report.json, accuracy.png and a resumable score cache here")
+    p.add_argument("--out", help="write report.md, report.json, accuracy.png (and leaderboard.json for RewardBench) "
+                                 "and a resumable score cache here")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of Markdown")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=16, help="conversations per forward pass")
     p.add_argument("--implicit-dpo", dest="implicit_dpo", action="store_true",
@@ -74,5 +81,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         print(to_markdown(result), end="")
     if args.out:
-        print(f"wrote report.md, report.json and accuracy.png to {args.out}", file=sys.stderr)
+        from rewardlab.evaluate.leaderboard import leaderboard_results
+
+        extra = " and leaderboard.json" if leaderboard_results(result) else ""
+        print(f"wrote report.md, report.json, accuracy.png{extra} to {args.out}", file=sys.stderr)
     return 0

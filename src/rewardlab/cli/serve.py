@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from rewardlab.serve.config import DEFAULT_HOST, DEFAULT_MAX_QUEUE, DEFAULT_PORT, OVERLENGTH_POLICIES
 
@@ -70,7 +69,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     """Build the settings and serve; a bad setting, a port in use or a bad model folder is a
     `RewardlabError` (a `ServeConfigError` for the first two), which `rewardlab.cli.main` prints
     in one line with exit status 2."""
-    from rewardlab.errors import RewardlabError
+    from rewardlab.errors import RewardlabError, UserFileError
     from rewardlab.serve.config import ServeConfig, token_from_env
     from rewardlab.serve.runner import run_server
 
@@ -93,6 +92,5 @@ def _run_serve(args: argparse.Namespace) -> int:
     except RewardlabError:
         raise
     except (FileNotFoundError, ValueError) as error:  # a model folder a loader refused without a RewardlabError
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise UserFileError(str(error)) from error  # printed by `rewardlab.cli.main` like every other error
     return 0

@@ -39,7 +39,6 @@ from typing import Any
 
 import torch
 
-from rewardlab import __version__
 from rewardlab.curriculum.config import EVAL_SEED_OFFSET, TRAIN_SEED_OFFSET, CurriculumConfig
 from rewardlab.curriculum.finetune import (
     attach_lora,
@@ -59,6 +58,7 @@ from rewardlab.envs.sandbox.base import Sandbox
 from rewardlab.errors import ConfigError
 from rewardlab.files import write_json_atomic
 from rewardlab.policies.base import Policy
+from rewardlab.version import __version__
 
 RUN_FILE = "run.json"
 SCORES_FILE = "scores.jsonl"

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from rewardlab import __version__
 from rewardlab.data.pair import Message
 from rewardlab.envs.environments.base import Environment, EpisodeView, Grade, Variant
 from rewardlab.envs.protocol import STOP_AT_COMMAND, build_messages, extract_command, format_command_output, strip_cot
 from rewardlab.envs.sandbox.base import CommandResult, Sandbox, SandboxSession, SandboxUnavailable, changed_files
 from rewardlab.policies.base import CONTEXT_LIMIT, BatchPolicy, ContextLimitError, Policy, PolicyError, policy_for_episode
+from rewardlab.version import __version__
 
 DEFAULT_MAX_COMMANDS = 20
 

@@ -22,7 +22,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rewardlab import __version__
 from rewardlab.envs.batch import play_batch
 from rewardlab.envs.environments.base import Environment
 from rewardlab.envs.episode import DEFAULT_MAX_COMMANDS, EpisodeRecord, episode_id, run_episode
@@ -39,6 +38,7 @@ from rewardlab.envs.records import RUN_FILE as RUN_SETTINGS_FILE
 from rewardlab.envs.sandbox.base import Sandbox
 from rewardlab.files import write_json_atomic
 from rewardlab.policies.base import Policy
+from rewardlab.version import __version__
 
 
 @dataclass

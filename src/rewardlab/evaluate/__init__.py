@@ -11,6 +11,7 @@ from typing import Any
 # Names are imported on first use, so that building the CLI parser stays fast.
 _EXPORTS = {
     "FORMATS": "formats",
+    "HUB_BENCHMARKS": "formats",
     "DataSpec": "formats",
     "EvalDataset": "formats",
     "load_eval_dataset": "formats",
@@ -19,6 +20,8 @@ _EXPORTS = {
     "Outcome": "items",
     "item_from_pair": "items",
     "judge": "items",
+    "leaderboard_results": "leaderboard",
+    "write_leaderboard": "leaderboard",
     "Row": "metrics",
     "summarize": "metrics",
     "EvalResult": "runner",
@@ -26,6 +29,8 @@ _EXPORTS = {
     "ModelSpec": "runner",
     "evaluate_models": "runner",
     "parse_model_spec": "runner",
+    "StyleMatrix": "rmbench",
+    "style_matrix": "rmbench",
     "ImplicitDPOScorer": "scorers",
     "RewardModelScorer": "scorers",
     "Scorer": "scorers",
@@ -46,3 +51,9 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'rewardlab.evaluate' has no attribute {name!r}")
     return getattr(importlib.import_module(f"rewardlab.evaluate.{_EXPORTS[name]}"), name)
+
+
+# `rewardlab.evaluate(models, suite=... | data=[...])` runs `run_evaluation` (see `rewardlab.callable_package`).
+from rewardlab.callable_package import make_callable  # noqa: E402
+
+make_callable(__name__, "rewardlab.evaluate.workflow:run_evaluation")

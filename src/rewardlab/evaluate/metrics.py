@@ -1,8 +1,10 @@
 """Turn per-item outcomes into report rows: subsets, groups, sections, datasets and overall.
 
 Every row holds an accuracy, its 95% interval and how it was computed. Proportions of items use
-the Wilson score interval; weighted means (RewardBench sections and score, the mean over
-datasets) use a normal approximation. Ties (equal scores) count as wrong and are reported.
+the Wilson score interval; weighted means (RewardBench sections and score, RM-Bench's means over
+domains, the mean over datasets) use a normal approximation; RM-Bench's per-domain scores (means
+of per-item shares of correct comparisons) a conservative Wilson interval. Ties (equal scores)
+count as wrong and are reported.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from rewardlab.evaluate import rewardbench
+from rewardlab.evaluate import rewardbench, rmbench
 from rewardlab.evaluate.formats.rewardbench import REWARDBENCH2_FORMAT, REWARDBENCH_FORMAT, TIES_SUBSET
+from rewardlab.evaluate.formats.rmbench import DOMAINS, RMBENCH_FORMAT
 from rewardlab.evaluate.items import EvalItem, Outcome
 from rewardlab.evaluate.stats import (
+    SHARE_METHOD,
     WEIGHTED_METHOD,
     WILSON_METHOD,
     Z_95,
+    share_interval,
     weighted_mean_interval,
     wilson_interval,
 )
@@ -25,6 +30,7 @@ from rewardlab.evaluate.stats import (
 SUBSET, GROUP, SECTION, DATASET, OVERALL = "subset", "group", "section", "dataset", "overall"
 COMPOSITE_METHOD = "none (composite score)"
 POOLED_LABEL = "overall (pooled items)"
+RMBENCH_SCORE = "RM-Bench score"
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ def _dataset_rows(
     rows: list[Row] = []
     formats = {item.format for item in items}
     rule = formats.pop() if len(formats) == 1 else ""
+    if rule == RMBENCH_FORMAT:
+        return _rmbench_rows(dataset, items, scores)
     subsets = _ordered_groups([item.subset for item in items])
     by_subset = {s: [o for item, o in zip(items, outcomes) if item.subset == s] for s in subsets}
     pooled = _count_row(dataset, "all", DATASET, list(outcomes))
@@ -118,6 +126,36 @@ def _dataset_rows(
             overall = Row(dataset, "RewardBench 2 score", DATASET, pooled.n, None, pooled.ties, mean, low, high, WEIGHTED_METHOD)
         return rows, overall
     return rows, pooled
+
+
+def _share_row(dataset: str, label: str, level: str, n: int, ties: int, value: float) -> Row:
+    low, high = share_interval(value, n)
+    return Row(dataset, label, level, n, None, ties, value, low, high, SHARE_METHOD)
+
+
+def _rmbench_rows(dataset: str, items: Sequence[EvalItem], scores: Sequence[Sequence[float]]) -> tuple[list[Row], Row]:
+    """RM-Bench rows: per domain its score and hard/normal/easy, the safety subdomains, hard/normal/easy
+    over domains, and the RM-Bench score. ``ties`` count tied (chosen, rejected) comparisons, nine per item."""
+    matrices = rmbench.domain_matrices(items, scores)
+    rows: list[Row] = []
+    for domain, matrix in matrices.items():
+        rows.append(_share_row(dataset, domain, SUBSET, matrix.n, matrix.total_ties, matrix.average()))
+        for difficulty in rmbench.DIFFICULTIES:
+            rows.append(_share_row(dataset, f"{domain}: {difficulty}", GROUP, matrix.n,
+                                   matrix.difficulty_ties(difficulty), matrix.difficulty(difficulty)))
+    for name, matrix in rmbench.subdomain_matrices(items, scores).items():
+        rows.append(_share_row(dataset, name, GROUP, matrix.n, matrix.total_ties, matrix.average()))
+    present = list(matrices.values())
+    counts = [m.n for m in present]
+    equal = [1.0] * len(present)
+    for difficulty in rmbench.DIFFICULTIES:
+        score, low, high = weighted_mean_interval([m.difficulty(difficulty) for m in present], counts, equal)
+        ties = sum(m.difficulty_ties(difficulty) for m in present)
+        rows.append(Row(dataset, difficulty, SECTION, sum(counts), None, ties, score, low, high, WEIGHTED_METHOD))
+    score, low, high = weighted_mean_interval([m.average() for m in present], counts, equal)
+    label = RMBENCH_SCORE if len(present) == len(DOMAINS) else f"{RMBENCH_SCORE} ({len(present)} of {len(DOMAINS)} domains)"
+    ties = sum(m.total_ties for m in present)
+    return rows, Row(dataset, label, DATASET, sum(counts), None, ties, score, low, high, WEIGHTED_METHOD)
 
 
 def summarize(

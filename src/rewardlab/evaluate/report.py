@@ -7,9 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rewardlab.evaluate.formats.rmbench import RMBENCH_FORMAT, STYLES
 from rewardlab.evaluate.metrics import DATASET, OVERALL, POOLED_LABEL, SECTION, Row
-from rewardlab.evaluate.runner import EvalResult
-from rewardlab.evaluate.stats import WEIGHTED_METHOD, WILSON_METHOD
+from rewardlab.evaluate.rmbench import StyleMatrix, domain_matrices
+from rewardlab.evaluate.runner import EvalResult, ModelResult
+from rewardlab.evaluate.stats import SHARE_METHOD, WEIGHTED_METHOD, WILSON_METHOD
 from rewardlab.files import write_text_atomic
 from rewardlab.machine import describe_machine
 
@@ -20,6 +22,14 @@ RULE = (
 INTERVALS = (
     f"95% intervals: {WILSON_METHOD} for accuracies over items; {WEIGHTED_METHOD} for weighted scores "
     "(RewardBench sections and score, the mean over datasets)."
+)
+RMBENCH_INTERVALS = (
+    f"RM-Bench: {SHARE_METHOD} for each domain's score and hard/normal/easy; {WEIGHTED_METHOD} for hard, "
+    "normal, easy and the RM-Bench score over domains. Its ties count tied comparisons (nine per item)."
+)
+RMBENCH_MATRIX_NOTE = (
+    "Accuracy of reward(chosen in the row's style) > reward(rejected in the column's style), strictly. "
+    "Cells above the diagonal are hard (the chosen answer is plainer), the diagonal normal, below it easy."
 )
 
 RowKey = tuple[str, str, str]
@@ -71,7 +81,11 @@ def to_markdown(result: EvalResult) -> str:
     """The full report: accuracy table, ties, data accounting, models and speed."""
     names = [m.name for m in result.models]
     lookup = [{_key(r): r for r in m.rows} for m in result.models]
-    lines = ["# Reward model evaluation", "", RULE, "", INTERVALS, "", "## Accuracy (%)", ""]
+    has_rmbench = any(d.format == RMBENCH_FORMAT for d in result.datasets)
+    lines = ["# Reward model evaluation", "", RULE, "", INTERVALS, ""]
+    if has_rmbench:
+        lines += [RMBENCH_INTERVALS, ""]
+    lines += ["## Accuracy (%)", ""]
     lines.append("| dataset | subset | n | " + " | ".join(names) + " |")
     lines.append("|---|---|---:|" + "---:|" * len(names))
     for key in _ordered_keys(result):
@@ -89,6 +103,17 @@ def to_markdown(result: EvalResult) -> str:
         rows = [table.get(key) for table in lookup]
         first = next(r for r in rows if r is not None)
         lines.append(f"| {first.dataset} ({first.label}) | " + " | ".join("—" if r is None else str(r.ties) for r in rows) + " |")
+
+    if has_rmbench:
+        lines += ["", "## RM-Bench style matrices (%)", "", RMBENCH_MATRIX_NOTE, ""]
+        lines.append("| model | dataset | domain | n | chosen style | " + " | ".join(f"vs {s}" for s in STYLES) + " |")
+        lines.append("|---|---|---|---:|---|" + "---:|" * len(STYLES))
+        for model in result.models:
+            for dataset_name, matrices in rmbench_matrices(result, model).items():
+                for domain, matrix in matrices.items():
+                    for i, style in enumerate(STYLES):
+                        cells = " | ".join(_percent(matrix.accuracy(i, j)) for j in range(len(STYLES)))
+                        lines.append(f"| {model.name} | {dataset_name} | {domain} | {matrix.n} | {style} | {cells} |")
 
     lines += ["", "## Data", "", "| dataset | format | source | items | dropped while loading |", "|---|---|---|---:|---|"]
     for dataset in result.datasets:
@@ -124,11 +149,36 @@ def to_markdown(result: EvalResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rmbench_matrices(result: EvalResult, model: ModelResult) -> dict[str, dict[str, StyleMatrix]]:
+    """Dataset → domain → style matrix of one model, for every RM-Bench dataset (scored items only)."""
+    matrices: dict[str, dict[str, StyleMatrix]] = {}
+    start = 0
+    for dataset in result.datasets:
+        end = start + len(dataset.items)
+        if dataset.format == RMBENCH_FORMAT:
+            kept = [(item, scores) for item, scores in zip(dataset.items, model.item_scores[start:end]) if scores is not None]
+            if kept:
+                matrices[dataset.name] = domain_matrices([k[0] for k in kept], [k[1] for k in kept])
+        start = end
+    return matrices
+
+
+def _matrices_json(result: EvalResult, model: ModelResult) -> dict[str, Any]:
+    return {
+        dataset: {
+            domain: {"n": m.n, "styles": list(STYLES), "accuracy": m.matrix(), "ties": [list(r) for r in m.ties]}
+            for domain, m in matrices.items()
+        }
+        for dataset, matrices in rmbench_matrices(result, model).items()
+    }
+
+
 def to_json(result: EvalResult) -> dict[str, Any]:
     """A JSON-ready dict holding the same content as the Markdown report."""
+    has_rmbench = any(d.format == RMBENCH_FORMAT for d in result.datasets)
     return {
         "rule": RULE,
-        "intervals": {"items": WILSON_METHOD, "weighted": WEIGHTED_METHOD, "level": 0.95},
+        "intervals": {"items": WILSON_METHOD, "weighted": WEIGHTED_METHOD, "shares": SHARE_METHOD, "level": 0.95},
         "datasets": [
             {
                 "name": d.name,
@@ -152,6 +202,7 @@ def to_json(result: EvalResult) -> dict[str, Any]:
                 "dropped": dict(m.unscored),
                 "cut": dict(m.cut),
                 "rows": [_json_row(r) for r in m.rows],
+                **({"rm_bench_matrices": _matrices_json(result, m)} if has_rmbench else {}),
             }
             for m in result.models
         ],
@@ -168,7 +219,9 @@ def _json_row(row: Row) -> dict[str, Any]:
 
 
 def write_report(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.md``, ``report.json`` and ``accuracy.png`` into ``out_dir`` (each atomically)."""
+    """Write ``report.md``, ``report.json`` and ``accuracy.png`` into ``out_dir`` (each atomically), and
+    ``leaderboard.json`` when a RewardBench v1/v2 dataset was evaluated."""
+    from rewardlab.evaluate.leaderboard import write_leaderboard
     from rewardlab.evaluate.plot import plot_accuracy
 
     folder = Path(out_dir)
@@ -177,5 +230,8 @@ def write_report(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     write_text_atomic(paths["markdown"], to_markdown(result))
     write_text_atomic(paths["json"], json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n")
     plot_accuracy(result, paths["plot"])
+    leaderboard = write_leaderboard(result, folder)
+    if leaderboard is not None:
+        paths["leaderboard"] = leaderboard
     return paths
 

@@ -6,7 +6,8 @@ as in the reference code. The RewardBench score is the plain mean of Chat, Chat 
 Reasoning.
 
 v2: a subset's score is its best-of-N accuracy (here strict: the chosen answer must score above
-every rejected one; the reference code's argmax counts a tie for first place as correct). Ties
+every rejected one; the reference code gives an item whose chosen answer ties k-way for the top
+score 1/k credit). Ties
 has its own score: 0.3·tied accuracy + 0.3·reference accuracy + 0.2·P(correct-incorrect margin
 of tied prompts > spread of correct answers) + 0.2·the same with the smaller of the tied and
 reference margins + 0.01·mean tanh(margin ratio − 1). The overall score is the mean of the subset

@@ -67,7 +67,10 @@ class EvalResult:
 
 def _fingerprint(scorer_info: dict[str, Any], conversations: Sequence[tuple[Any, str]]) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps(scorer_info, sort_keys=True, default=str).encode())
+    # The chat-template note follows from the model files (fingerprinted below); leaving it out keeps
+    # caches written before it was reported valid.
+    described = {key: value for key, value in scorer_info.items() if key != "chat_template"}
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
     for path_key in ("path", "reference"):
         folder = scorer_info.get(path_key)
         if folder and Path(folder).is_dir():

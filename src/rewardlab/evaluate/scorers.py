@@ -25,12 +25,18 @@ from typing import Any, Protocol
 import torch
 
 from rewardlab.data.pair import Message
-from rewardlab.data.render import Rendered
+from rewardlab.data.render import Rendered, has_chat_template
 from rewardlab.errors import ConfigError
 from rewardlab.models.frozen_cache import FrozenLayerCache
 from rewardlab.scoring import DEFAULT_MAX_LENGTH, DEFAULT_SCORING_TRUNCATION, fit_conversations
 
 REWARD_MODEL_MARKER = "rewardlab_config.json"
+PLAIN_TEMPLATE = "plain"  # rewardlab's "Human: …\n\nAssistant: …" rendering for tokenizers without a chat template
+
+
+def template_name(tokenizer: Any) -> str:
+    """How conversations are rendered: ``tokenizer`` (its chat template, RewardBench's word) or ``plain``."""
+    return "tokenizer" if has_chat_template(tokenizer) else PLAIN_TEMPLATE
 
 
 class Scorer(Protocol):
@@ -131,6 +137,7 @@ class RewardModelScorer:
             "dtype": str(self.dtype).removeprefix("torch."),
             "max_length": self.scorer.max_length,
             "truncation": self.scorer.truncation,
+            "chat_template": template_name(self.scorer.tokenizer),
         }
 
 
@@ -202,6 +209,7 @@ class SeqClsScorer:
             "dtype": str(self.dtype).removeprefix("torch."),
             "max_length": self.max_length,
             "truncation": DEFAULT_SCORING_TRUNCATION,
+            "chat_template": template_name(self.tokenizer),
         }
 
 
@@ -278,6 +286,7 @@ class ImplicitDPOScorer:
             "dtype": str(self.dtype).removeprefix("torch."),
             "max_length": self.max_length,
             "truncation": DEFAULT_SCORING_TRUNCATION,
+            "chat_template": template_name(self.tokenizer),
         }
 
 

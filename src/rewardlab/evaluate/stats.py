@@ -4,6 +4,9 @@ Every accuracy in an evaluation report carries a 95% interval. Proportions of it
 dataset, pooled totals) use the Wilson score interval, which stays inside [0, 1] and behaves well
 for small n and accuracies near 0 or 1. Weighted means of several proportions (RewardBench
 sections, means over datasets) use a normal approximation of the weighted mean's variance.
+RM-Bench scores are means over items of each item's share of correct style comparisons; they use
+the Wilson interval with that mean in place of a proportion. A share in [0, 1] with mean p has
+variance at most p(1 - p), so this interval is conservative (at least as wide as needed).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 Z_95 = 1.959963984540054
 WILSON_METHOD = "Wilson score interval (95%)"
 WEIGHTED_METHOD = "normal approximation of a weighted mean of proportions (95%)"
+SHARE_METHOD = "Wilson score interval over items, each item's share of correct comparisons as its outcome (95%, conservative)"
 
 
 def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:
@@ -22,7 +26,20 @@ def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, f
         raise ValueError(f"invalid counts: {correct} correct out of {total}")
     if total == 0:
         return (math.nan, math.nan)
-    p_hat = correct / total
+    return _wilson(correct / total, total, z)
+
+
+def share_interval(mean: float, total: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson-type interval for the mean of ``total`` per-item shares in [0, 1] (e.g. RM-Bench's
+    fraction of correct style comparisons per item); conservative, see the module docstring."""
+    if total < 0 or not -1e-9 <= mean <= 1.0 + 1e-9:
+        raise ValueError(f"invalid share: mean {mean} over {total} items")
+    if total == 0:
+        return (math.nan, math.nan)
+    return _wilson(min(1.0, max(0.0, mean)), total, z)
+
+
+def _wilson(p_hat: float, total: int, z: float) -> tuple[float, float]:
     z2 = z * z
     denominator = 1.0 + z2 / total
     centre = (p_hat + z2 / (2 * total)) / denominator

@@ -43,11 +43,18 @@ SUITES: dict[str, tuple[SuiteSource, ...]] = {
         SuiteSource("mt-bench-human", "llmbar", "llmbar/Processed/MT-Bench/dataset.json"),
         SuiteSource("hh-rlhf-harmless-test", "pairs", "anthropic-hh-rlhf/harmless-base-test.jsonl.gz"),
     ),
+    # The benchmarks by hub name (read with datasets.load_dataset, so they need the hub or its cache).
+    "rewardbench": (SuiteSource("rewardbench", "rewardbench", "allenai/reward-bench", needs_files=False),),
+    "rewardbench-2": (SuiteSource("rewardbench-2", "rewardbench-2", "allenai/reward-bench-2", needs_files=False),),
+    "rm-bench": (SuiteSource("rm-bench", "rm-bench", "THU-KEG/RM-Bench", needs_files=False),),
 }
 
 SUITE_DESCRIPTIONS = {
     "synthetic-ood": "the core's synthetic:ood pairs (no files), broken down by task family and feature condition",
     "offline": "HHH-Alignment (221), LLMBar Natural (100), MT-Bench human via LLMBar (200), hh-rlhf harmless test (2,312 raw pairs)",
+    "rewardbench": "RewardBench v1 from the hub (allenai/reward-bench, split filtered): subsets, sections, score",
+    "rewardbench-2": "RewardBench 2 from the hub (allenai/reward-bench-2, split test): best-of-4 subsets, Ties, score",
+    "rm-bench": "RM-Bench from the hub (THU-KEG/RM-Bench): hard/normal/easy per domain and the RM-Bench score",
 }
 
 

@@ -8,7 +8,8 @@ A saved reward model is a Hugging Face style folder:
 - the tokenizer, with its chat template;
 - `reward_head.safetensors`, the head weights;
 - `rewardlab_config.json`: format version, base model, head config, LoRA config (or null) and
-  the caller's settings (rendering and training options).
+  the caller's settings (rendering and training options);
+- `README.md`, a Hugging Face model card (`models/card.py`).
 
 Loading is strict: a missing, mismatched or wrong-type head is an error, never a random head.
 
@@ -38,12 +39,13 @@ from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
-from rewardlab import __version__
+from rewardlab.errors import RewardlabError
 from rewardlab.models.atomic_dir import replace_dir_atomically
+from rewardlab.models.card import CARD_FILE, TrainingFacts, render_export_card, render_model_card
 from rewardlab.models.heads import HeadConfig, RewardHead
 from rewardlab.models.registry import MODEL_ALIASES, ModelLoadError, load_backbone
 from rewardlab.models.reward_model import RewardModel
-from rewardlab.errors import RewardlabError
+from rewardlab.version import __version__
 
 CONFIG_FILE = "rewardlab_config.json"
 HEAD_FILE = "reward_head.safetensors"
@@ -162,12 +164,15 @@ def _quiet_about_score_key() -> Iterator[None]:
 
 
 def save_reward_model(
-    model: RewardModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, settings: dict[str, Any]
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, settings: dict[str, Any],
+    *, facts: TrainingFacts | None = None,
 ) -> None:
-    """Save backbone (or LoRA adapter), tokenizer, head and config into `out_dir`, atomically.
+    """Save backbone (or LoRA adapter), tokenizer, head, config and model card into `out_dir`, atomically.
 
     An existing model in `out_dir` is replaced as a whole; other files there (e.g. a trainer's
-    metrics or checkpoints) are kept. `settings` must be JSON-serialisable.
+    metrics or checkpoints) are kept. `settings` must be JSON-serialisable. The model card
+    (`README.md`, see `models/card.py`) is written from the config and, when the trainer saves,
+    from ``facts`` (data, pair counts, evaluation).
     """
     try:
         settings_json = json.loads(json.dumps(settings))
@@ -187,6 +192,8 @@ def save_reward_model(
     }
     score_tensors, refusal = seq_cls_tensors(model)
     config["seq_cls"] = {"loads": refusal is None, "reason": refusal}
+    target = Path(out_dir).expanduser().resolve()
+    card_name = f"{target.parent.parent.name} ({target.name})" if facts is not None and facts.snapshot else target.name
 
     def write(folder: Path) -> None:
         if lora:
@@ -209,6 +216,9 @@ def save_reward_model(
                       for name, tensor in model.head.state_dict().items()}
         save_file(head_state, str(folder / HEAD_FILE), metadata={"head_type": model.head_config.type})
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        card = render_model_card(config, name=card_name, facts=facts,
+                                 loaded_from=getattr(model.causal_lm.config, "name_or_path", None))
+        (folder / CARD_FILE).write_text(card, encoding="utf-8")
 
     replace_dir_atomically(out_dir, write, artifact_names=MODEL_ARTIFACT_NAMES,
                            artifact_prefixes=MODEL_ARTIFACT_PREFIXES)
@@ -424,9 +434,14 @@ def export_seq_cls(path: str | Path, out_dir: str | Path) -> None:
         if score.bias is not None:
             score.bias.zero_()
 
+    source_card = folder / CARD_FILE
+    card = render_export_card(source_card.read_text(encoding="utf-8") if source_card.is_file() else None,
+                              source=str(folder), name=Path(out_dir).name)
+
     def write(target: Path) -> None:
         seq_model.save_pretrained(target)
         tokenizer.save_pretrained(target)
+        (target / CARD_FILE).write_text(card, encoding="utf-8")
 
     replace_dir_atomically(out_dir, write, artifact_names=MODEL_ARTIFACT_NAMES,
                            artifact_prefixes=MODEL_ARTIFACT_PREFIXES)

@@ -25,3 +25,9 @@ def __getattr__(name: str) -> object:
 
         return getattr(runner, name)
     raise AttributeError(f"module 'rewardlab.serve' has no attribute {name!r}")
+
+
+# `rewardlab.serve(model_dir, ServeConfig(...))` runs `run_server` (see `rewardlab.callable_package`).
+from rewardlab.callable_package import make_callable  # noqa: E402
+
+make_callable(__name__, "rewardlab.serve.runner:run_server")

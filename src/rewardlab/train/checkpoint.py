@@ -33,7 +33,8 @@ RNG_FILE = "rng.pt"
 class TrainerState:
     """Where training is: optimizer steps taken, the log history so far, and the run's shape.
 
-    ``num_processes`` and ``pairs_per_step`` let a resume check it continues the same run.
+    ``num_processes`` and ``pairs_per_step`` let a resume check it continues the same run;
+    ``run_name`` lets it continue the same tracker run (TensorBoard folder, W&B run id).
     """
 
     step: int = 0
@@ -41,6 +42,7 @@ class TrainerState:
     eval_history: list[dict[str, Any]] = field(default_factory=list)
     num_processes: int = 1
     pairs_per_step: int | None = None
+    run_name: str | None = None
 
 
 def rng_state() -> dict[str, Any]:

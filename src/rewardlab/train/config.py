@@ -28,11 +28,18 @@ TRL_ALIASES = {
     "per_device_train_batch_size": "batch_size",
     "num_train_epochs": "epochs",
     "gradient_accumulation_steps": "grad_accum",
+    "logging_steps": "log_interval",
 }
 """TRL ``RewardConfig`` names → rewardlab names (``max_length``, ``max_steps``, ``seed``, ``bf16`` are shared)."""
 
 LR_SCHEDULERS = ("cosine", "linear", "constant_with_warmup")
 """Learning-rate schedules, named as transformers' ``lr_scheduler_type`` names them."""
+
+REPORT_TO = ("none", "tensorboard", "wandb")
+"""Experiment trackers (transformers' ``report_to`` names), driven through accelerate's trackers."""
+
+LOGGING_DIR = "runs"
+"""Where TensorBoard event files go inside ``output`` unless ``logging_dir`` says otherwise (as transformers')."""
 
 REQUIRED_FOR_CLI = ("model", "data", "output")
 """What `rewardlab train` needs from flags or --config: a run never falls back to a demo model or data."""
@@ -96,6 +103,12 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False  # replace a finished run in `output` (refused otherwise)
     progress: bool = True
+    # experiment tracking and the Hub (transformers' names)
+    report_to: str = "none"  # none, tensorboard or wandb, through accelerate's trackers
+    logging_dir: str | None = None  # TensorBoard event files (None: OUTPUT/runs)
+    push_to_hub: bool = False  # upload the saved model folder when training ends
+    hub_model_id: str | None = None  # the Hub repository (None: the output folder's name, in your namespace)
+    hub_private_repo: bool = False
 
     def __post_init__(self) -> None:
         hints = _field_types()
@@ -127,6 +140,14 @@ class TrainConfig:
             raise ConfigError("choose LoRA or trainable_top_layers (frozen lower layers), not both")
         if self.lr_scheduler_type not in LR_SCHEDULERS:
             raise ConfigError(f"lr_scheduler_type must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler_type!r}")
+        if self.log_interval < 1:
+            raise ConfigError(f"log_interval must be at least 1 optimizer step, got {self.log_interval}")
+        if self.report_to not in REPORT_TO:
+            raise ConfigError(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
+        if self.hub_model_id is not None:
+            from rewardlab.models.hub import check_repo_id
+
+            check_repo_id(self.hub_model_id, what="hub_model_id")
         if any(step < 1 for step in self.snapshot_steps):
             raise ConfigError(f"snapshot_steps must be optimizer steps of 1 or more, got {self.snapshot_steps}")
 
@@ -142,6 +163,22 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def changed_options(self) -> dict[str, Any]:
+        """The options that differ from the defaults, plus model and data: what reproduces this run."""
+        defaults = TrainConfig()
+        skip = {"output", "resume", "overwrite", "progress", "logging_dir", "report_to", "push_to_hub", "hub_model_id",
+                "hub_private_repo"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip and (
+            f.name in ("model", "data") or getattr(self, f.name) != getattr(defaults, f.name))}
+
+    def tracking_dir(self) -> Path:
+        """Where the trackers write: ``logging_dir``, or ``output/runs``."""
+        return Path(self.logging_dir) if self.logging_dir else Path(self.output) / LOGGING_DIR
+
+    def hub_repo_id(self) -> str:
+        """The Hub repository ``push_to_hub`` uploads to: ``hub_model_id``, else the output folder's name."""
+        return self.hub_model_id or Path(self.output).resolve().name
 
     @classmethod
     def from_sources(

@@ -8,7 +8,11 @@
    (``packing``, the default: each pair runs as one padding-free [prompt, chosen, rejected] row,
    see `train/packing.py`; `train/step.py:compute_batch_loss` takes either batch kind; with frozen
    lower layers their outputs are computed once per pair and reused, see `models/frozen_cache.py`);
-5. checkpoint periodically (atomic, resumable), evaluate periodically, save the final model.
+5. checkpoint periodically (atomic, resumable), evaluate periodically, save the final model with
+   its model card, ``metrics.json`` and the ``loss.png`` curves; optionally push it to the Hub.
+
+Every logging step goes into ``metrics.json`` and, with ``report_to``, to accelerate's tracker
+(TensorBoard or W&B, `train/tracking.py`) with the same values.
 
 Several processes (``accelerate launch``: DDP; FSDP and DeepSpeed as accelerate configures them):
 the loss is computed inside the prepared model's forward (`train/step.py:PairLoss`), so gradients
@@ -39,12 +43,14 @@ from accelerate.utils import DistributedDataParallelKwargs, DistributedType, gat
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from rewardlab import __version__
 from rewardlab.data.loaders import LoadReport, load_pairs
 from rewardlab.data.pair import PreferencePair
 from rewardlab.data.report import DataError
 from rewardlab.errors import ConfigError, UserFileError
+from rewardlab.evaluate.stats import WILSON_METHOD, wilson_interval
 from rewardlab.files import write_json_atomic
+from rewardlab.machine import describe_machine
+from rewardlab.models.card import TrainingFacts
 from rewardlab.models.frozen_cache import FrozenCacheStats, FrozenLayerCache, frozen_cache_unusable_reason
 from rewardlab.models.heads import HeadConfig
 from rewardlab.models.layers import frozen_lower_layer_count
@@ -61,7 +67,10 @@ from rewardlab.train.checkpoint import (
 )
 from rewardlab.train.config import TrainConfig
 from rewardlab.train.packing import PackedPairBatch, collate_packed_pairs
+from rewardlab.train.plot import LOSS_PLOT, plot_training_curves
+from rewardlab.version import __version__
 from rewardlab.train.step import PairLoss, compute_batch_loss, pair_logprobs
+from rewardlab.train.tracking import finish_tracking, log_eval, log_history_entry, log_with, start_tracking
 
 __all__ = ["TrainResult", "build_model", "compute_batch_loss", "evaluate_accuracy", "make_reference", "train"]
 
@@ -225,6 +234,7 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
         mixed_precision="bf16" if config.bf16 else (None if os.environ.get("ACCELERATE_MIXED_PRECISION") else "no"),
         gradient_accumulation_steps=config.grad_accum,
         kwargs_handlers=[DistributedDataParallelKwargs()],  # set in `train` once the model is known
+        **log_with(config),  # --report-to: accelerate's tracker, or none
     )
     if accelerator.num_processes > 1:
         atexit.unregister(_end_process_group)  # once, however many runs this process trains
@@ -459,119 +469,202 @@ def train(
             "the final evaluation runs on the gathered model")
 
     # 4. the loop
-    loss_model.train()
-    order_cache: dict = {}
-    started = time.perf_counter()
-    window: list[torch.Tensor] = []  # per step, averaged over processes: loss, reward, reg, accuracy
-    tokens_seen = 0
-    bar = tqdm(
-        total=total_steps, initial=state.step, desc=progress_desc, disable=not (config.progress and accelerator.is_main_process),
-        dynamic_ncols=True,
-    )
-    steps_this_session = 0
-    while state.step < total_steps:
-        parts: list[tuple[float, float, float, float]] = []
-        for micro in range(config.grad_accum):
-            items = _micro_batch(
-                train_data, state.step * config.grad_accum + micro, batch_size, config.seed, rank, world, order_cache,
-            )
-            batch = collate(items).to(accelerator.device)
-            tokens_seen += batch.sequence_tokens
-            with accelerator.accumulate(loss_model):  # no gradient all-reduce before the last micro-batch
-                with accelerator.autocast():
-                    if cache is not None:
-                        keys = [(tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in items]  # one packed group each
-                        batch = batch.with_lower_states(
-                            cache.lower_states(raw_model.causal_lm, keys, batch.packed), cache.lower_layers)
-                    breakdown = loss_model(batch)  # through the wrapper: DDP/FSDP hooks see the whole loss
-                accelerator.backward(breakdown.total)  # divided by grad_accum there
-                if accelerator.sync_gradients:  # the last micro-batch: gradients are averaged over processes now
-                    if config.max_grad_norm:
-                        accelerator.clip_grad_norm_(loss_model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            parts.append((float(breakdown.total.detach()), breakdown.reward, breakdown.regularizer, breakdown.accuracy))
-        if not accelerator.sync_gradients:
-            raise RuntimeError("gradient accumulation out of step with accelerate's; this is a bug")
-        state.step += 1
-        steps_this_session += 1
+    tracking = start_tracking(accelerator, config, state)
+    try:
+        loss_model.train()
+        order_cache: dict = {}
+        started = time.perf_counter()
+        window: list[torch.Tensor] = []  # per step, averaged over processes: loss, reward, reg, accuracy
+        window_seconds = 0.0  # time spent in the window's training steps (not evaluation or checkpoints)
+        tokens_seen = 0
+        bar = tqdm(
+            total=total_steps, initial=state.step, desc=progress_desc,
+            disable=not (config.progress and accelerator.is_main_process), dynamic_ncols=True,
+        )
+        steps_this_session = 0
+        while state.step < total_steps:
+            step_started = time.perf_counter()
+            parts: list[tuple[float, float, float, float]] = []
+            for micro in range(config.grad_accum):
+                items = _micro_batch(
+                    train_data, state.step * config.grad_accum + micro, batch_size, config.seed, rank, world,
+                    order_cache,
+                )
+                batch = collate(items).to(accelerator.device)
+                tokens_seen += batch.sequence_tokens
+                with accelerator.accumulate(loss_model):  # no gradient all-reduce before the last micro-batch
+                    with accelerator.autocast():
+                        if cache is not None:
+                            # one packed group each
+                            keys = [(tuple(p.chosen_ids), tuple(p.rejected_ids)) for p in items]
+                            batch = batch.with_lower_states(
+                                cache.lower_states(raw_model.causal_lm, keys, batch.packed), cache.lower_layers)
+                        breakdown = loss_model(batch)  # through the wrapper: DDP/FSDP hooks see the whole loss
+                    accelerator.backward(breakdown.total)  # divided by grad_accum there
+                    if accelerator.sync_gradients:  # the last micro-batch: gradients are averaged over processes now
+                        if config.max_grad_norm:
+                            accelerator.clip_grad_norm_(loss_model.parameters(), config.max_grad_norm)
+                        optimizer.step()
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                parts.append((float(breakdown.total.detach()), breakdown.reward, breakdown.regularizer,
+                              breakdown.accuracy))
+            if not accelerator.sync_gradients:
+                raise RuntimeError("gradient accumulation out of step with accelerate's; this is a bug")
+            state.step += 1
+            steps_this_session += 1
 
-        local = torch.tensor(parts, dtype=torch.float64, device=accelerator.device).mean(0)
-        window.append(accelerator.reduce(local, reduction="mean").cpu() if world > 1 else local.cpu())
-        means = torch.stack(window).mean(0).tolist()
-        logs = dict(zip(("loss", "reward_loss", "reg_loss", "train_accuracy"), means))
-        if state.step % config.log_interval == 0 or state.step == total_steps:
-            state.history.append({"step": state.step, "lr": scheduler.get_last_lr()[0], **logs})
-            window = []
-        bar.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['train_accuracy']:.2f}")
-        bar.update(1)
+            local = torch.tensor(parts, dtype=torch.float64, device=accelerator.device).mean(0)
+            window.append(accelerator.reduce(local, reduction="mean").cpu() if world > 1 else local.cpu())
+            means = torch.stack(window).mean(0).tolist()
+            logs = dict(zip(("loss", "reward_loss", "reg_loss", "train_accuracy"), means))
+            window_seconds += time.perf_counter() - step_started
+            if state.step % config.log_interval == 0 or state.step == total_steps:
+                throughput = round(len(window) * pairs_per_step / window_seconds, 3) if window_seconds > 0 else None
+                state.history.append({"step": state.step, "lr": scheduler.get_last_lr()[0], **logs,
+                                      "pairs_per_s": throughput})
+                log_history_entry(accelerator, state.history[-1])
+                window, window_seconds = [], 0.0
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['train_accuracy']:.2f}")
+            bar.update(1)
 
-        if (eval_pairs and config.eval_interval and not sharded and state.step % config.eval_interval == 0
-                and state.step < total_steps):
-            result = evaluate_accuracy(raw_model, tokenizer, config, eval_pairs, accelerator)
-            state.eval_history.append({"step": state.step, **result})
-            if accelerator.is_main_process:
-                bar.write(f"step {state.step}: eval accuracy {result['accuracy']:.3f} on {result['n']} pairs")
-            loss_model.train()
-        if state.step in config.snapshot_steps and state.step < total_steps:
-            # Before this step's checkpoint: a run killed in between resumes from an earlier step and saves it again.
-            snapshot = _gathered_model(config, accelerator, loss_model) if sharded else raw_model
-            if accelerator.is_main_process:
-                save_reward_model(snapshot, tokenizer, snapshot_dir(output, state.step), saved_settings(config))
-                bar.write(f"step {state.step}: snapshot saved to {snapshot_dir(output, state.step)}")
-            accelerator.wait_for_everyone()
-        if config.save_steps and state.step % config.save_steps == 0 and state.step < total_steps:
-            if sharded:
-                _save_sharded_checkpoint(output, accelerator, scheduler, state)
-            else:
-                rng_states = gather_object([rng_state()]) if world > 1 else [rng_state()]
+            if (eval_pairs and config.eval_interval and not sharded and state.step % config.eval_interval == 0
+                    and state.step < total_steps):
+                result = evaluate_accuracy(raw_model, tokenizer, config, eval_pairs, accelerator)
+                state.eval_history.append({"step": state.step, **result})
+                log_eval(accelerator, state.step, result)
                 if accelerator.is_main_process:
-                    save_checkpoint(output, raw_model, optimizer, scheduler, state, rng_states=rng_states)
+                    bar.write(f"step {state.step}: eval accuracy {result['accuracy']:.3f} on {result['n']} pairs")
+                loss_model.train()
+            if state.step in config.snapshot_steps and state.step < total_steps:
+                # Before this step's checkpoint: a run killed in between resumes from an earlier step and saves it
+                # again.
+                snapshot = _gathered_model(config, accelerator, loss_model) if sharded else raw_model
+                if accelerator.is_main_process:
+                    save_reward_model(snapshot, tokenizer, snapshot_dir(output, state.step), saved_settings(config),
+                                      facts=_card_facts(config, state, len(train_data), skipped, pairs_per_step,
+                                                        total_steps, snapshot=True))
+                    bar.write(f"step {state.step}: snapshot saved to {snapshot_dir(output, state.step)}")
                 accelerator.wait_for_everyone()
-        if on_step is not None:
-            on_step(state.step, logs, raw_model)
-    bar.close()
-    elapsed = time.perf_counter() - started
-    if world > 1:
-        tokens_seen = int(accelerator.reduce(torch.tensor(tokens_seen, device=accelerator.device), reduction="sum"))
+            if config.save_steps and state.step % config.save_steps == 0 and state.step < total_steps:
+                if sharded:
+                    _save_sharded_checkpoint(output, accelerator, scheduler, state)
+                else:
+                    rng_states = gather_object([rng_state()]) if world > 1 else [rng_state()]
+                    if accelerator.is_main_process:
+                        save_checkpoint(output, raw_model, optimizer, scheduler, state, rng_states=rng_states)
+                    accelerator.wait_for_everyone()
+            if on_step is not None:
+                on_step(state.step, logs, raw_model)
+        bar.close()
+        elapsed = time.perf_counter() - started
+        if world > 1:
+            tokens_seen = int(accelerator.reduce(torch.tensor(tokens_seen, device=accelerator.device), reduction="sum"))
 
-    # 5. final evaluation and save
-    final_model = _gathered_model(config, accelerator, loss_model) if sharded else raw_model
-    if not eval_pairs:
-        final_eval = None
-    elif sharded:  # only the main process holds the whole model: it evaluates, the others get its result
-        result = [evaluate_accuracy(final_model, tokenizer, config, eval_pairs) if accelerator.is_main_process else None]
-        final_eval = gather_object(result)[0]
-    else:
-        final_eval = evaluate_accuracy(raw_model, tokenizer, config, eval_pairs, accelerator)
-    metrics = {
-        "steps": state.step,
-        "train_pairs": len(train_data),
-        "skipped_at_rendering": dict(skipped),
-        "batch_size": batch_size,
-        "num_processes": world,
-        "mixed_precision": str(accelerator.mixed_precision),
-        "pairs_per_step": pairs_per_step,
-        "wall_time_s": round(elapsed, 2),
-        "pairs_per_s_this_session": round(steps_this_session * pairs_per_step / elapsed, 3) if elapsed > 0 else None,
-        "tokens_per_s_this_session": round(tokens_seen / elapsed, 1) if elapsed > 0 else None,
-        "final_train": state.history[-1] if state.history else None,
-        "history": state.history,
-        "eval_history": state.eval_history,
-        "eval": final_eval,
-        "frozen_layer_cache": None if cache is None else {
-            **cache.stats.as_dict(), "hits": cache.stats.hits - cache_stats_before.hits,
-            "misses": cache.stats.misses - cache_stats_before.misses},
-        "config": config.to_dict(),
-    }
-    if accelerator.is_main_process:
-        final_model.eval()
-        save_reward_model(final_model, tokenizer, output, saved_settings(config))
-        write_json_atomic(output / METRICS_FILE, metrics)
-        shutil.rmtree(output / CHECKPOINT_DIR, ignore_errors=True)  # the finished model supersedes them
-    accelerator.wait_for_everyone()
-    if final_eval is not None:
-        say(f"eval accuracy {final_eval['accuracy']:.3f} on {final_eval['n']} pairs")
-    say(f"saved reward model to {output}")
-    return TrainResult(output, metrics)
+        # 5. final evaluation and save
+        final_model = _gathered_model(config, accelerator, loss_model) if sharded else raw_model
+        if not eval_pairs:
+            final_eval = None
+        elif sharded:  # only the main process holds the whole model: it evaluates, the others get its result
+            result = [evaluate_accuracy(final_model, tokenizer, config, eval_pairs)
+                      if accelerator.is_main_process else None]
+            final_eval = gather_object(result)[0]
+        else:
+            final_eval = evaluate_accuracy(raw_model, tokenizer, config, eval_pairs, accelerator)
+        if final_eval is not None:
+            log_eval(accelerator, state.step, final_eval)
+        metrics = {
+            "steps": state.step,
+            "train_pairs": len(train_data),
+            "skipped_at_rendering": dict(skipped),
+            "batch_size": batch_size,
+            "num_processes": world,
+            "mixed_precision": str(accelerator.mixed_precision),
+            "pairs_per_step": pairs_per_step,
+            "wall_time_s": round(elapsed, 2),
+            "pairs_per_s_this_session": (round(steps_this_session * pairs_per_step / elapsed, 3) if elapsed > 0
+                                         else None),
+            "tokens_per_s_this_session": round(tokens_seen / elapsed, 1) if elapsed > 0 else None,
+            "final_train": state.history[-1] if state.history else None,
+            "history": state.history,
+            "eval_history": state.eval_history,
+            "eval": final_eval,
+            "frozen_layer_cache": None if cache is None else {
+                **cache.stats.as_dict(), "hits": cache.stats.hits - cache_stats_before.hits,
+                "misses": cache.stats.misses - cache_stats_before.misses},
+            "config": config.to_dict(),
+        }
+        if accelerator.is_main_process:
+            final_model.eval()
+            facts = _card_facts(config, state, len(train_data), skipped, pairs_per_step, total_steps,
+                                final_eval=final_eval)
+            save_reward_model(final_model, tokenizer, output, saved_settings(config), facts=facts)
+            write_json_atomic(output / METRICS_FILE, metrics)
+            write_loss_plot(output, metrics)
+            shutil.rmtree(output / CHECKPOINT_DIR, ignore_errors=True)  # the finished model supersedes them
+        accelerator.wait_for_everyone()
+        if final_eval is not None:
+            say(f"eval accuracy {final_eval['accuracy']:.3f} on {final_eval['n']} pairs")
+        say(f"saved reward model to {output}")
+        if config.push_to_hub and accelerator.is_main_process:
+            _push(config, say)
+        return TrainResult(output, metrics)
+    finally:
+        if tracking:  # flushed and closed whatever happens, so a killed run's events are on disk for --resume
+            finish_tracking(accelerator)
+
+
+def _card_facts(
+    config: TrainConfig, state: TrainerState, train_pairs: int, skipped: Counter, pairs_per_step: int,
+    total_steps: int, *, final_eval: dict | None = None, snapshot: bool = False,
+) -> TrainingFacts:
+    """What the model card of a model saved now can say about its training."""
+    interval = None
+    if final_eval is not None and final_eval.get("n") and final_eval.get("accuracy") is not None:
+        interval = wilson_interval(round(final_eval["accuracy"] * final_eval["n"]), int(final_eval["n"]))
+    return TrainingFacts(
+        data=config.data, train_pairs=train_pairs, skipped=dict(skipped), steps=state.step, total_steps=total_steps,
+        pairs_per_step=pairs_per_step, epochs=config.epochs if config.max_steps is None else None, lr=config.lr,
+        lr_scheduler_type=config.lr_scheduler_type, num_processes=state.num_processes,
+        eval_data=config.eval_data if final_eval is not None else None, eval=final_eval, snapshot=snapshot,
+        eval_interval=interval, interval_method=WILSON_METHOD if interval is not None else None,
+    )
+
+
+def write_loss_plot(output: str | Path, metrics: dict[str, Any]) -> Path:
+    """``OUTPUT/loss.png`` from a run's ``metrics.json`` content, stamped with the run's options and machine."""
+    config = metrics.get("config") or {}
+    options = TrainConfig(**config).changed_options() if config else {}
+    machine = describe_machine()
+    versions = ", ".join(f"{k} {machine[k]}" for k in ("rewardlab", "torch", "transformers") if k in machine)
+    hardware = (f"{machine.get('cpu', '?')}, {machine.get('cpu cores', '?')} cores, "
+                f"{machine.get('torch threads', '?')} torch threads" + (f", {machine['gpu']}" if "gpu" in machine
+                                                                         else ""))
+    processes = metrics.get("num_processes", 1)
+    footer = (f"rewardlab train {' '.join(f'{k}={v}' for k, v in options.items())} | {versions} | {hardware}"
+              f"{f', {processes} processes' if processes > 1 else ''} | {metrics.get('steps')} steps, "
+              f"wall time {_duration(metrics.get('wall_time_s') or 0.0)} (this session)")
+    evals = list(metrics.get("eval_history") or [])
+    if metrics.get("eval"):
+        evals.append({"step": metrics.get("steps"), **metrics["eval"]})
+    title = (f"{Path(output).resolve().name}: reg={config.get('reg')}, alpha={config.get('alpha')}, "
+             f"head={config.get('head')}")
+    return plot_training_curves(metrics.get("history") or [], evals, Path(output) / LOSS_PLOT, footer=footer,
+                                title=title)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _push(config: TrainConfig, say: Callable[[str], None]) -> None:
+    """``push_to_hub``: upload the saved model; a failure says the model is saved and how to retry."""
+    from rewardlab.models.hub import HubError, push_reward_model
+
+    repo_id = config.hub_repo_id()
+    try:
+        result = push_reward_model(config.output, repo_id, private=config.hub_private_repo)
+    except HubError as error:
+        raise HubError(f"{error} (the model is saved in {config.output}; retry with `rewardlab push {config.output} "
+                       f"{repo_id}`)") from None
+    say(f"pushed {len(result.files)} files to {result.url} ({result.commit_url})")

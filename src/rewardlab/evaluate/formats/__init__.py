@@ -8,8 +8,14 @@ Format names, as used in ``--data FORMAT:PATH``:
 * ``llmbar``: LLMBar and its processed MT-Bench set (``input``, ``output_1/2``, ``label``);
 * ``rewardbench``: RewardBench v1 (``prompt``, ``chosen``, ``rejected``, ``subset``);
 * ``rewardbench-2``: RewardBench 2 best-of-N (``chosen``/``rejected`` lists, ``subset``);
+* ``rm-bench``: RM-Bench (``chosen``/``rejected`` lists of three styles, ``domain``);
 * ``unified-feedback``: Unified-Feedback (``conv_A/B``, ``conv_A/B_rating``, ``source``);
 * ``pairs``: the core loader (hh-rlhf raw, TRL standard/conversational, ``synthetic:ood``, …).
+
+The benchmarks' hub names (`HUB_BENCHMARKS`: ``allenai/reward-bench``, ``allenai/reward-bench-2``,
+``THU-KEG/RM-Bench``) select their format by themselves and are loaded from the hub with
+``datasets.load_dataset``; with a ``FORMAT:`` prefix the same formats read files, local folders
+laid out like the hub repositories, or other hub names.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardlab.data.loaders import DataError, LoadReport, load_pairs
+from rewardlab.data.loaders import DataError, LoadReport, load_pairs, parse_spec
 from rewardlab.data.pair import PreferencePair
 from rewardlab.errors import ConfigError
 from rewardlab.evaluate.formats.common import first_record
@@ -30,15 +36,27 @@ from rewardlab.evaluate.formats.llmbar import load_llmbar
 from rewardlab.evaluate.formats.mtbench import load_mtbench_judgments
 from rewardlab.evaluate.formats.rewardbench import (
     REWARDBENCH2_DATASET,
+    REWARDBENCH2_FORMAT,
+    REWARDBENCH2_HUB,
     REWARDBENCH_DATASET,
+    REWARDBENCH_FORMAT,
+    REWARDBENCH_HUB,
     load_rewardbench,
     load_rewardbench2,
+)
+from rewardlab.evaluate.formats.rmbench import (
+    RMBENCH_DATASET,
+    RMBENCH_FORMAT,
+    RMBENCH_HUB,
+    domain_from_file_name,
+    load_rmbench,
 )
 from rewardlab.evaluate.formats.unified_feedback import load_unified_feedback
 from rewardlab.evaluate.items import EvalItem, item_from_pair
 
 __all__ = [
     "FORMATS",
+    "HUB_BENCHMARKS",
     "DataSpec",
     "EvalDataset",
     "EvalFormat",
@@ -69,11 +87,19 @@ FORMATS: dict[str, EvalFormat] = {
         EvalFormat("hhh-hf", load_hhh_hf, "hhh", frozenset({"input", "targets"})),
         EvalFormat("mt-bench", load_mtbench_judgments, "mt-bench", frozenset({"conversation_a", "conversation_b", "winner"})),
         EvalFormat("llmbar", load_llmbar, None, frozenset({"input", "output_1", "output_2", "label"})),
+        EvalFormat("rm-bench", load_rmbench, RMBENCH_DATASET),
         EvalFormat("rewardbench-2", load_rewardbench2, REWARDBENCH2_DATASET),
         EvalFormat("rewardbench", load_rewardbench, REWARDBENCH_DATASET, frozenset({"prompt", "chosen", "rejected", "subset"})),
         EvalFormat("unified-feedback", load_unified_feedback, "unified-feedback", frozenset({"conv_A", "conv_B"})),
         EvalFormat("pairs", lambda spec, report=None: load_pairs(str(spec), report=report), None),
     )
+}
+
+# Hub names that pick their format (compared case-insensitively, as the hub does).
+HUB_BENCHMARKS: dict[str, str] = {
+    REWARDBENCH_HUB.lower(): REWARDBENCH_FORMAT,
+    REWARDBENCH2_HUB.lower(): REWARDBENCH2_FORMAT,
+    RMBENCH_HUB.lower(): RMBENCH_FORMAT,
 }
 
 
@@ -123,9 +149,19 @@ def _first_data_file(folder: Path) -> Path | None:
     return None
 
 
+def _is_rmbench(record: Mapping[str, Any], location: Path) -> bool:
+    if not isinstance(record.get("chosen"), list) or not isinstance(record.get("rejected"), list):
+        return False
+    return "domain" in record or domain_from_file_name(location) is not None
+
+
 def detect_eval_format(path: str) -> str:
-    """Guess the format of a file or folder from its first record's fields (``pairs`` if none fits)."""
-    location = Path(path).expanduser()
+    """Guess the format: a benchmark's hub name gives it; a file or folder by its first record's
+    fields (``pairs`` if none fits)."""
+    base = parse_spec(path)[0]
+    if not Path(base).expanduser().exists() and base.lower() in HUB_BENCHMARKS:
+        return HUB_BENCHMARKS[base.lower()]
+    location = Path(base).expanduser()
     if location.is_dir():
         if any((sub / "task.json").is_file() for sub in location.iterdir() if sub.is_dir()):
             return "hhh-bigbench"
@@ -140,6 +176,8 @@ def detect_eval_format(path: str) -> str:
     record = first_record(location)
     if not isinstance(record, Mapping):
         raise DataError(str(location), f"records must be objects, got {type(record).__name__}")
+    if _is_rmbench(record, location):
+        return RMBENCH_FORMAT
     if _is_rewardbench2(record):
         return "rewardbench-2"
     for fmt in FORMATS.values():

@@ -1,8 +1,8 @@
 """Shared helpers for the evaluation-format loaders: reading records and checking fields.
 
 Every record comes with a location (``file:line`` for JSON Lines, ``file[index]`` for JSON lists
-and Parquet rows, as in the core loaders), so a bad record becomes a `DataError` naming the
-file, the record and the field.
+and Parquet rows, ``name[split][index]`` for hub datasets and local folders, as in the core
+loaders), so a bad record becomes a `DataError` naming the file, the record and the field.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.data.dialogue import parse_dialogue
-from rewardlab.data.loaders import DataError, LoadReport
+from rewardlab.data.loaders import DATASET_FOLDER_MARKERS, DataError, LoadReport, parse_spec
 from rewardlab.data.pair import Message
-from rewardlab.data.sources import read_file
+from rewardlab.data.sources import looks_like_path, read_dataset_folder, read_file, read_hub_dataset
 
 ROLE_ALIASES = {
     "user": "user",
@@ -54,6 +54,40 @@ def read_records(path: str | Path) -> Iterator[tuple[str, Any]]:
                 yield f"{text}[{index}]", record
             return
     yield from read_file(text)
+
+
+def read_source(spec: str | Path, *, default_split: str) -> Iterator[tuple[str, Any]]:
+    """Yield (location, record) from a file, a local folder or a hub dataset name.
+
+    ``spec`` may end in ``?split=NAME`` (hub names and folders also take ``config``, ``data_dir``
+    and ``revision``); without a split, ``default_split`` is read (``filtered`` for RewardBench).
+    A hub name goes to ``datasets.load_dataset(name, split=...)``; a local folder laid out like the
+    hub repository (data files, or a README with ``configs``) goes through that same call, and a
+    ``save_to_disk`` folder is read with ``load_from_disk``. Files are read by `read_records`.
+    """
+    text = str(spec)
+    base, options = parse_spec(text)
+    split = options.pop("split", None)
+    if split is not None and not split:
+        raise DataError(text, "option split= needs a split name, e.g. ?split=test")
+    path = Path(base).expanduser()
+    if path.is_file():
+        if split is not None or options:
+            raise DataError(text, "a file has no splits or options; name a folder or hub dataset to choose a split")
+        yield from read_records(base)
+        return
+    if path.is_dir():
+        if options:
+            raise DataError(text, f"local folders take only the option split=, not {', '.join(options)}")
+        if any((path / marker).exists() for marker in DATASET_FOLDER_MARKERS):
+            yield from read_dataset_folder(base, split or default_split)
+        else:
+            yield from read_hub_dataset(base, split or default_split, {})
+        return
+    if looks_like_path(base):
+        yield from read_records(base)  # a missing file: the reader names it
+        return
+    yield from read_hub_dataset(base, split or default_split, options)
 
 
 def first_record(path: str | Path) -> Any:

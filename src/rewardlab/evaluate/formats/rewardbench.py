@@ -1,13 +1,17 @@
 """RewardBench layouts.
 
-* v1 (``allenai/reward-bench``, split ``filtered``): ``{"prompt": str, "chosen": str,
-  "rejected": str, "subset": str, …}``. The prompt may also be a list of chat messages (as in
-  ``allenai/pref-test-sets``).
-* v2 (``allenai/reward-bench-2``): ``{"id", "prompt": str, "chosen": [str, …], "rejected":
-  [str, …], "subset", …}``, usually one chosen and three rejected answers (best-of-4). In the Ties
-  subset ``chosen`` holds every correct answer and ``id`` is ``ref:N`` or ``tied:N``.
+* v1 (hub ``allenai/reward-bench``, split ``filtered``): ``{"prompt": str, "chosen": str,
+  "rejected": str, "subset": str, "id": int, "chosen_model", "rejected_model"}``. The prompt may
+  also be a list of chat messages (as in ``allenai/pref-test-sets``).
+* v2 (hub ``allenai/reward-bench-2``, split ``test``): ``{"id", "prompt": str, "chosen": [str, …],
+  "rejected": [str, …], "num_correct", "subset", …}``, usually one chosen and three rejected
+  answers (best-of-4). In the Ties subset ``chosen`` holds every correct answer and ``id`` is
+  ``ref:N`` or ``tied:N``.
 
-How the subsets combine into sections and an overall score is in `rewardlab.evaluate.rewardbench`.
+Each loader reads a file, a local folder laid out like the hub repository, or the hub name itself
+(`rewardlab.evaluate.formats.common.read_source`); without ``?split=`` it reads the split the
+reference code evaluates. How the subsets combine into sections and an overall score is in
+`rewardlab.evaluate.rewardbench`.
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ from rewardlab.data.loaders import DataError, LoadReport
 from rewardlab.data.pair import Message, PreferencePair
 from rewardlab.evaluate.formats.common import (
     parse_messages,
-    read_records,
+    read_source,
     require,
     require_str,
     require_str_list,
 )
 from rewardlab.evaluate.items import EvalItem
 
+REWARDBENCH_HUB = "allenai/reward-bench"
+REWARDBENCH2_HUB = "allenai/reward-bench-2"
+REWARDBENCH_SPLIT = "filtered"  # the splits the reference code evaluates
+REWARDBENCH2_SPLIT = "test"
 REWARDBENCH_DATASET = "rewardbench"
 REWARDBENCH2_DATASET = "rewardbench-2"
 REWARDBENCH_FORMAT = "rewardbench"  # format names, which select the scoring rules (datasets are just labels)
@@ -33,7 +41,8 @@ REWARDBENCH2_FORMAT = "rewardbench-2"
 TIES_SUBSET = "Ties"
 
 
-def _prompt(record: Any, location: str) -> tuple[Message, ...]:
+def benchmark_prompt(record: Any, location: str) -> tuple[Message, ...]:
+    """The ``prompt`` field as chat messages: a string is one user turn; a message list must end with the user."""
     value = require(record, "prompt", location)
     if isinstance(value, str):
         if not value.strip():
@@ -48,10 +57,10 @@ def _prompt(record: Any, location: str) -> tuple[Message, ...]:
 def load_rewardbench(path: str | Path, *, report: LoadReport | None = None) -> list[PreferencePair]:
     """Load RewardBench v1 pairs; the ``subset`` field becomes ``meta['subset']``."""
     pairs: list[PreferencePair] = []
-    for location, record in read_records(path):
+    for location, record in read_source(path, default_split=REWARDBENCH_SPLIT):
         pairs.append(
             PreferencePair(
-                prompt=_prompt(record, location),
+                prompt=benchmark_prompt(record, location),
                 chosen=require_str(record, "chosen", location, allow_empty=True),
                 rejected=require_str(record, "rejected", location, allow_empty=True),
                 source=location,
@@ -74,7 +83,7 @@ def load_rewardbench2(
 ) -> list[EvalItem]:
     """Load RewardBench 2 best-of-N items (the chosen answer must beat every rejected one)."""
     items: list[EvalItem] = []
-    for location, record in read_records(path):
+    for location, record in read_source(path, default_split=REWARDBENCH2_SPLIT):
         subset = require_str(record, "subset", location)
         chosen = require_str_list(record, "chosen", location)
         rejected = require_str_list(record, "rejected", location)
@@ -83,7 +92,7 @@ def load_rewardbench2(
             meta["ties_kind"], meta["ties_prompt"] = _ties_key(record, location)
         items.append(
             EvalItem(
-                prompt=_prompt(record, location),
+                prompt=benchmark_prompt(record, location),
                 chosen=chosen[0],
                 also_correct=tuple(chosen[1:]),
                 rejected=tuple(rejected),
