@@ -2,26 +2,28 @@
 
 The Python API mirrors the command line: each command is a thin call of one of these.
 
-======================  =====================================================
-command                 Python
-======================  =====================================================
-``rewardlab train``     ``train(TrainConfig(...))`` (``train``, ``evaluate``, ``serve``: callable subpackages)
-``rewardlab score``     ``RewardScorer.from_pretrained(dir)``, ``score_file``, ``score_one``
-``rewardlab export``    ``export_seq_cls(dir, out)``
-``rewardlab push``      ``push_to_hub(dir, repo_id)``
-``rewardlab eval``      ``evaluate(models, suite=... | data=[...])``, ``evaluation_markdown(result)``
-``rewardlab serve``     ``serve(dir, ServeConfig(...))``
-``rewardlab envs run``  ``run_episodes(EpisodesConfig(...))``
-``envs report``         ``report_folder(dir)``, ``format_report(table)``
-``envs export-inspect`` ``export_inspect(run_dir)``
-``repro grm``           ``run_repro_grm(ReproConfig(...))``
-``repro grm-map``       ``run_grm_map(MapConfig(...))``
-``bon run``             ``run_bon(BonConfig(...))``
-``rl-overopt run``      ``run_rl_study(RLConfig(...), BonConfig(...))``
-``curriculum run``      ``run_curriculum(CurriculumConfig(...))``
-``rewardlab demo``      ``run_demo(DemoConfig(...))``
-======================  =====================================================
+=========================  ==========================================================================
+command                    Python
+=========================  ==========================================================================
+``rewardlab train``        ``train(TrainConfig(...))``
+``rewardlab score``        ``RewardScorer.from_pretrained(dir)``, ``score_file``, ``score_one``
+``rewardlab export``       ``export_seq_cls(dir, out)``
+``rewardlab push``         ``push_to_hub(dir, repo_id)``
+``rewardlab eval``         ``evaluate(models, suite=... | data=[...])``, ``evaluation_markdown(result)``
+``rewardlab serve``        ``serve(dir, ServeConfig(...))``
+``envs run``               ``run_episodes(EpisodesConfig(...))``
+``envs report``            ``report_folder(dir)``, ``format_report(table)``
+``envs export-inspect``    ``export_inspect(run_dir)`` (needs ``rewardlab[inspect]``)
+``repro grm``              ``run_repro_grm(ReproConfig(...))``
+``repro grm-map``          ``run_grm_map(MapConfig(...))``
+``repro overopt``          ``run_repro_overopt(OveroptReproConfig(...))``
+``bon run``                ``run_bon(BonConfig(...))``
+``rl-overopt run``         ``run_rl_study(RLConfig(...), BonConfig(...))``
+``curriculum run``         ``run_curriculum(CurriculumConfig(...))`` (``repro curriculum``: its defaults)
+``rewardlab demo``         ``run_demo(DemoConfig(...))``
+=========================  ==========================================================================
 
+``train``, ``evaluate`` and ``serve`` are subpackages that can be called (see `rewardlab.callable_package`).
 Names are imported on first use, so ``import rewardlab`` stays fast (no torch until needed).
 """
 
@@ -68,6 +70,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "run_repro_grm": ("rewardlab.repro.workflow", "run_repro_grm"),
     "MapConfig": ("rewardlab.repro.grm_map", "MapConfig"),
     "run_grm_map": ("rewardlab.repro.grm_map", "run_grm_map"),
+    "OveroptReproConfig": ("rewardlab.repro.overopt", "OveroptReproConfig"),
+    "run_repro_overopt": ("rewardlab.repro.overopt", "run_repro_overopt"),
     "BonConfig": ("rewardlab.overopt.config", "BonConfig"),
     "run_bon": ("rewardlab.overopt.study", "run_bon"),
     "RLConfig": ("rewardlab.overopt.config", "RLConfig"),
@@ -125,6 +129,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time the names load l
     from rewardlab.policies import make_policy
     from rewardlab.repro.config import ReproConfig
     from rewardlab.repro.grm_map import MapConfig, run_grm_map
+    from rewardlab.repro.overopt import OveroptReproConfig, run_repro_overopt
     from rewardlab.repro.workflow import run_repro_grm
     from rewardlab.scoring import RewardScorer
     from rewardlab.serve.config import ServeConfig
