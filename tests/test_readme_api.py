@@ -40,10 +40,20 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys
 def test_every_public_name_resolves_without_importing_everything_up_front():
     for name in rewardlab.__all__:
         assert getattr(rewardlab, name) is not None, name
-    assert callable(rewardlab.train) and callable(rewardlab.evaluate) and callable(rewardlab.serve)
+    from rewardlab.callable_package import CallablePackage
+
+    targets = {"train": "rewardlab.train.loop:train", "evaluate": "rewardlab.evaluate.workflow:run_evaluation",
+               "serve": "rewardlab.serve.runner:run_server"}
+    for name, function in targets.items():
+        package = getattr(rewardlab, name)
+        assert isinstance(package, CallablePackage) and package.__call_target__ == function
+    import inspect
+
     import rewardlab.train.loop as loop  # the callable packages still import their modules normally
 
-    assert loop.train.__name__ == "train"
+    assert inspect.signature(rewardlab.train) == inspect.signature(loop.train)
+    with pytest.raises(TypeError, match="config"):  # the call reaches the function itself
+        rewardlab.train()
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rewardlab.nope  # noqa: B018
 

@@ -103,11 +103,22 @@ def save_figure_atomic(figure: Any, path: Path, *, dpi: int = 120) -> None:
     _replace_atomically(Path(path), lambda temporary: figure.savefig(temporary, dpi=dpi), suffix=suffix)
 
 
-def finish_figure(figure: Any, path: Path, *, dpi: int = 120) -> Path:
-    """Lay out, save atomically (`save_figure_atomic`) and close a matplotlib figure; returns ``path``."""
+def finish_figure(figure: Any, path: Path, *, dpi: int = 120, footer: str | None = None) -> Path:
+    """Lay out, save atomically (`save_figure_atomic`) and close a matplotlib figure; returns ``path``.
+
+    ``footer`` (how the figure was made: command, versions, hardware, wall time) is printed small at
+    its foot, so the PNG read alone says where it came from.
+    """
+    import textwrap
+
     import matplotlib.pyplot as plt
 
-    figure.tight_layout()
+    if footer:
+        lines = textwrap.wrap(footer, width=int(figure.get_figwidth() * 20))
+        figure.text(0.005, 0.005, "\n".join(lines), fontsize=6, color="0.35", va="bottom", ha="left")
+        figure.tight_layout(rect=(0, 0.03 * (len(lines) + 1), 1, 1))
+    else:
+        figure.tight_layout()
     try:
         save_figure_atomic(figure, Path(path), dpi=dpi)
     finally:

@@ -68,3 +68,11 @@ def hardware() -> dict[str, str]:
 def describe_machine(packages: tuple[str, ...] = ("torch", "transformers")) -> dict[str, str]:
     """Versions of rewardlab, Python and ``packages``, then the hardware, in one flat mapping."""
     return {**package_versions(packages), **hardware()}
+
+
+def provenance(machine: dict[str, str]) -> str:
+    """``rewardlab …, torch …, transformers … | CPU, N cores, T torch threads[, GPU]``, for plot footers."""
+    versions = ", ".join(f"{k} {machine[k]}" for k in ("rewardlab", "torch", "transformers") if k in machine)
+    hardware = (f"{machine.get('cpu', '?')}, {machine.get('cpu cores', '?')} cores, "
+                f"{machine.get('torch threads', '?')} torch threads" + (f", {machine['gpu']}" if "gpu" in machine else ""))
+    return f"{versions} | {hardware}"

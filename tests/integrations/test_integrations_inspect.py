@@ -182,3 +182,31 @@ def test_the_policy_adapter_keeps_the_policy_contract() -> None:
     assert second.text == "<cot>\nfine\n</cot>\nAll done.<bash>rm -rf x</bash>"
     assert (third.text, third.finish_reason) == ("A fresh reply", "eos")
     assert (fourth.text, fourth.finish_reason) == ("<cot>", "context_limit")
+
+
+_FRESH_PROCESS = """
+import sys
+from importlib.metadata import entry_points
+(point,) = [p for p in entry_points(group="inspect_ai") if p.name == "rewardlab"]
+assert point.value == "rewardlab.integrations.inspect._registry", point.value
+assert not any(name.startswith("rewardlab.integrations") for name in sys.modules)
+from inspect_ai._util.entrypoints import ensure_entry_points
+from inspect_ai._util.registry import registry_lookup
+from inspect_ai.util._sandbox.registry import registry_find_sandboxenv
+ensure_entry_points()  # what Inspect does before resolving `rewardlab/...` names and sandbox types
+from rewardlab.integrations.inspect._registry import RewardlabBwrapSandbox
+assert registry_find_sandboxenv("rewardlab-bwrap") is RewardlabBwrapSandbox
+for name in ("political_sycophancy", "tool_use_flattery", "rubric_modification_nudged",
+             "rubric_modification_insubordinate", "reward_tampering"):
+    assert registry_lookup("task", f"rewardlab/{name}") is not None, name
+print("registered")
+"""
+
+
+def test_the_entry_point_module_alone_registers_every_task_and_the_sandbox() -> None:
+    """In a fresh interpreter nothing of ours is imported until Inspect loads the entry point."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "registered", done.stderr[-2000:]

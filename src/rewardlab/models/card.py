@@ -180,18 +180,25 @@ def _accuracy_line(facts: TrainingFacts | None) -> list[str]:
     return lines
 
 
+_TRANSFORMERS_SNIPPET = (
+    "```python",
+    "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+    'model = AutoModelForSequenceClassification.from_pretrained("MODEL_DIR")',
+    'tokenizer = AutoTokenizer.from_pretrained("MODEL_DIR")',
+    'messages = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4."}]',
+    'inputs = tokenizer.apply_chat_template(messages, return_tensors="pt", return_dict=True)',
+    "reward = model(**inputs).logits[0, 0]",
+    "```",
+)
+"""How plain transformers scores a folder that opens as a sequence-classification model."""
+
+
 def _seq_cls_lines(config: dict[str, Any]) -> list[str]:
     seq_cls = config.get("seq_cls") or {}
     head = (config.get("head") or {}).get("type")
     if seq_cls.get("loads") and config.get("backbone") == "full":
         return ["The linear head is stored as the sequence-classification `score` layer, so plain transformers "
-                "opens the folder directly; its logit is the reward:", "", "```python",
-                "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                'model = AutoModelForSequenceClassification.from_pretrained("MODEL_DIR")',
-                'tokenizer = AutoTokenizer.from_pretrained("MODEL_DIR")',
-                'messages = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4."}]',
-                'inputs = tokenizer.apply_chat_template(messages, return_tensors="pt", return_dict=True)',
-                "reward = model(**inputs).logits[0, 0]", "```", "",
+                "opens the folder directly; its logit is the reward:", "", *_TRANSFORMERS_SNIPPET, "",
                 "(rewardlab also adds the special tokens `tokenizer(text)` would add where the chat template has "
                 "none.) "
                 "A merged copy: `rewardlab export MODEL_DIR --to seq-cls OUT`."]
@@ -341,12 +348,7 @@ def render_export_card(source_card: str | None, *, source: str, name: str) -> st
              f"This folder is the `AutoModelForSequenceClassification` export (`rewardlab export --to seq-cls`) of "
              f"the rewardlab reward model `{source}`: LoRA merged, `num_labels=1`, the linear reward head as the "
              "`score` layer. Its logit is the source model's reward, and plain transformers loads it:", "",
-             "```python", "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-             'model = AutoModelForSequenceClassification.from_pretrained("MODEL_DIR")',
-             'tokenizer = AutoTokenizer.from_pretrained("MODEL_DIR")',
-             'messages = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4."}]',
-             'inputs = tokenizer.apply_chat_template(messages, return_tensors="pt", return_dict=True)',
-             "reward = model(**inputs).logits[0, 0]", "```", ""]
+             *_TRANSFORMERS_SNIPPET, ""]
     if source_card is None:
         return "\n".join(header + intro + ["The source folder had no model card.", ""])
     demoted, in_code = [], False

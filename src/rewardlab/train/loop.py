@@ -49,7 +49,7 @@ from rewardlab.data.report import DataError
 from rewardlab.errors import ConfigError, UserFileError
 from rewardlab.evaluate.stats import WILSON_METHOD, wilson_interval
 from rewardlab.files import write_json_atomic
-from rewardlab.machine import describe_machine
+from rewardlab.machine import describe_machine, provenance
 from rewardlab.models.card import TrainingFacts
 from rewardlab.models.frozen_cache import FrozenCacheStats, FrozenLayerCache, frozen_cache_unusable_reason
 from rewardlab.models.heads import HeadConfig
@@ -635,17 +635,13 @@ def write_loss_plot(output: str | Path, metrics: dict[str, Any]) -> Path:
     """``OUTPUT/loss.png`` from a run's ``metrics.json`` content, stamped with the run's options and machine."""
     config = metrics.get("config") or {}
     options = TrainConfig(**config).changed_options() if config else {}
-    machine = describe_machine()
-    versions = ", ".join(f"{k} {machine[k]}" for k in ("rewardlab", "torch", "transformers") if k in machine)
-    hardware = (f"{machine.get('cpu', '?')}, {machine.get('cpu cores', '?')} cores, "
-                f"{machine.get('torch threads', '?')} torch threads" + (f", {machine['gpu']}" if "gpu" in machine
-                                                                         else ""))
     processes = metrics.get("num_processes", 1)
-    footer = (f"rewardlab train {' '.join(f'{k}={v}' for k, v in options.items())} | {versions} | {hardware}"
+    footer = (f"rewardlab train {' '.join(f'{k}={v}' for k, v in options.items())} | {provenance(describe_machine())}"
               f"{f', {processes} processes' if processes > 1 else ''} | {metrics.get('steps')} steps, "
               f"wall time {_duration(metrics.get('wall_time_s') or 0.0)} (this session)")
-    evals = list(metrics.get("eval_history") or [])
-    if metrics.get("eval"):
+    final_step = metrics.get("steps") if metrics.get("eval") else None
+    evals = [e for e in metrics.get("eval_history") or [] if e["step"] != final_step]
+    if metrics.get("eval"):  # the final evaluation, drawn once even when an interval evaluation fell on the last step
         evals.append({"step": metrics.get("steps"), **metrics["eval"]})
     title = (f"{Path(output).resolve().name}: reg={config.get('reg')}, alpha={config.get('alpha')}, "
              f"head={config.get('head')}")

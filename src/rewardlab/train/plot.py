@@ -8,20 +8,13 @@ made (the run's options, versions, hardware, wall time) and written atomically.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rewardlab.files import save_figure_atomic
+from rewardlab.files import finish_figure
 
 LOSS_PLOT = "loss.png"
-
-
-def _stamp(figure: Any, footer: str) -> None:
-    lines = textwrap.wrap(footer, width=int(figure.get_figwidth() * 20))
-    figure.text(0.005, 0.005, "\n".join(lines), fontsize=6, color="0.35", va="bottom", ha="left")
-    figure.tight_layout(rect=(0, 0.03 * (len(lines) + 1), 1, 1))
 
 
 def plot_training_curves(
@@ -80,9 +73,4 @@ def plot_training_curves(
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(title)
-    _stamp(figure, footer)
-    try:
-        save_figure_atomic(figure, Path(path))
-    finally:
-        plt.close(figure)
-    return Path(path)
+    return finish_figure(figure, Path(path), footer=footer)

@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rewardlab.files import write_json_atomic, write_text_atomic
+from rewardlab.files import finish_figure, write_json_atomic, write_text_atomic
+from rewardlab.machine import provenance
 from rewardlab.repro.evaluation import EvalPlan
 from rewardlab.repro.grm_map.analysis import HELPS, HURTS, OOD_MEAN, UNCLEAR, MapAnalysis, analyze_map, load_results
 from rewardlab.repro.grm_map.config import BASELINE, MapConfig, describe_depth
@@ -75,19 +76,6 @@ def _accuracy_lines(analysis: MapAnalysis) -> list[str]:
     return rows
 
 
-def _finish(fig: Any, path: Path, footer: str) -> None:
-    """Lay out, stamp with how the figure was made (command, versions, hardware, wall time), save, close."""
-    import textwrap
-
-    import matplotlib.pyplot as plt
-
-    lines = textwrap.wrap(footer, width=int(fig.get_figwidth() * 22))
-    fig.text(0.005, 0.005, "\n".join(lines), fontsize=6, color="0.35", va="bottom", ha="left")
-    fig.tight_layout(rect=(0, 0.025 * (len(lines) + 1), 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def _plot_map(analysis: MapAnalysis, path: Path, footer: str) -> None:
     import matplotlib
 
@@ -117,7 +105,7 @@ def _plot_map(analysis: MapAnalysis, path: Path, footer: str) -> None:
     axes[0][0].set_ylabel("GRM − BT accuracy (points, 95% interval)")
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle("Where GRM's regularizer pays: GRM − BT per cell (depth, training pairs, epochs)")
-    _finish(fig, path, footer)
+    finish_figure(fig, path, footer=footer)
 
 
 def _plot_drift(analysis: MapAnalysis, path: Path, footer: str) -> None:
@@ -163,7 +151,7 @@ def _plot_drift(analysis: MapAnalysis, path: Path, footer: str) -> None:
     gap_ax.set_ylabel("GRM − BT, OOD mean (points)")
     gap_ax.set_title("accuracy gap against BT's drift")
     gap_ax.legend(fontsize=7)
-    _finish(fig, path, footer)
+    finish_figure(fig, path, footer=footer)
 
 
 def write_map(config: MapConfig, plan: EvalPlan, out_dir: Path, record: dict[str, Any]) -> dict[str, Path]:
@@ -230,10 +218,7 @@ def write_map(config: MapConfig, plan: EvalPlan, out_dir: Path, record: dict[str
     if analysis.cells:
         paths["map_plot"] = out_dir / MAP_PLOT
         paths["drift_plot"] = out_dir / DRIFT_PLOT
-        versions = ", ".join(f"{k} {machine[k]}" for k in ("rewardlab", "torch", "transformers") if k in machine)
-        hardware = (f"{machine.get('cpu', '?')}, {machine.get('cpu cores', '?')} cores, "
-                    f"{machine.get('torch threads', '?')} torch threads" + (f", {machine['gpu']}" if "gpu" in machine else ""))
-        footer = (f"{config.to_command()} | {versions} | {hardware} | {analysis.measured} of {analysis.planned} "
+        footer = (f"{config.to_command()} | {provenance(machine)} | {analysis.measured} of {analysis.planned} "
                   f"models, wall time {wall / 60:.1f} min")
         _plot_map(analysis, paths["map_plot"], footer)
         _plot_drift(analysis, paths["drift_plot"], footer)
